@@ -6,6 +6,8 @@ each into one line and exit code 2. Anything else escaping gankit is a bug.
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class GankitError(Exception):
     """Base class: a problem the user can fix. The message is one line saying what was wrong and what to do."""
@@ -25,3 +27,14 @@ class DataError(GankitError):
 
 class ExportError(GankitError):
     """An export or checkpoint file is not one gankit can load."""
+
+
+def format_validation_error(error: ValidationError, *, what: str) -> str:
+    """One line naming each bad field and why, for options that came from a user."""
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "options"
+        given = item.get("input")
+        shown = f"={given!r}" if item["type"] != "missing" and not isinstance(given, dict) else ""
+        problems.append(f"{location}{shown}: {item['msg']}")
+    return f"invalid {what}: " + "; ".join(problems)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from gankit.errors import ConfigError, PluginError
+from gankit.errors import ConfigError, PluginError, format_validation_error
 from gankit.interfaces import (
     PLUGIN_API_VERSION,
     Dataset,
@@ -73,17 +73,6 @@ def _entry_from_metadata(kind: str, ep: metadata.EntryPoint) -> PluginEntry:
         version=dist.version if dist is not None else "",
         loader=ep.load,
     )
-
-
-def format_validation_error(error: ValidationError, *, what: str) -> str:
-    """One line naming each bad field and why, for options that came from a user."""
-    problems = []
-    for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"]) or "options"
-        given = item.get("input")
-        shown = f"={given!r}" if item["type"] != "missing" and not isinstance(given, dict) else ""
-        problems.append(f"{location}{shown}: {item['msg']}")
-    return f"invalid {what}: " + "; ".join(problems)
 
 
 class Registry:

@@ -1,0 +1,49 @@
+"""The ``gankit`` command: one click group, one module per subcommand.
+
+The CLI is thin: it parses, builds typed configuration and calls the library. Every ``GankitError`` the library
+raises becomes one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+import gankit
+from gankit.errors import GankitError
+
+
+class UserError(click.ClickException):
+    """A problem the user can fix: printed as ``Error: ...`` with exit code 2."""
+
+    exit_code = 2
+
+
+class GankitGroup(click.Group):
+    """Turns gankit's own errors into one-line messages, and Ctrl-C into exit code 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GankitError as exc:
+            raise UserError(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=GankitGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(gankit.__version__, prog_name="gankit")
+def main() -> None:
+    """gankit: train, sample and export GANs; add generators, discriminators and losses as plugins."""
+
+
+def _register_commands() -> None:
+    from gankit.cli import export, plugins, sample, train
+
+    for module in (train, sample, export, plugins):
+        main.add_command(module.command)
+
+
+_register_commands()

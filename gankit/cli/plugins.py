@@ -1,0 +1,23 @@
+"""``gankit plugins``: every installed plugin with its distribution, version and whether it loads."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+
+@click.command("plugins")
+@click.option("--kind", type=click.Choice(["generator", "discriminator", "loss", "dataset"]), help="Only this kind.")
+def command(kind: str | None) -> None:
+    """List installed plugins; a broken one shows why instead of breaking the listing."""
+    from gankit.registry import registry
+
+    table = Table(title="gankit plugins")
+    for column in ("kind", "name", "distribution", "version", "status"):
+        table.add_column(column, overflow="fold")
+    for entry in registry.entries(kind):
+        status = registry.status(entry)
+        shown = "[green]ok[/green]" if status == "ok" else f"[red]error[/red]: {status}"
+        table.add_row(entry.kind, entry.name, entry.distribution, entry.version, shown)
+    Console(width=160).print(table)
