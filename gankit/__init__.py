@@ -2,4 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gankit.export import load_generator
+
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "load_generator"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import heavy parts on first use, so ``import gankit`` (and the CLI's startup) stays instant."""
+    if name == "load_generator":
+        from gankit.export import load_generator
+
+        return load_generator
+    raise AttributeError(f"module 'gankit' has no attribute {name!r}")

@@ -34,14 +34,18 @@ class Assembly:
         }
 
 
-def _with_defaults(explicit: dict[str, Any], defaults: dict[str, Any], *, flag: str) -> dict[str, Any]:
-    """Explicit plugin options win over derived defaults, except where a top-level flag says otherwise."""
-    merged = dict(explicit)
-    for key, value in defaults.items():
+def _with_defaults(
+    options: dict[str, Any], *, flags: dict[str, Any], derived: dict[str, Any], flag: str
+) -> dict[str, Any]:
+    """Plugin options as given, plus top-level ``flags`` (which must agree with them) and ``derived`` defaults."""
+    merged = dict(options)
+    for key, value in flags.items():
         if value is None:
             continue
-        if key in merged and merged[key] != value and key in ("image_size", "latent_dim"):
+        if key in merged and merged[key] != value:
             raise ConfigError(f"{flag} sets {key}={merged[key]!r} but the top-level flag says {value!r}; keep one")
+        merged[key] = value
+    for key, value in derived.items():
         merged.setdefault(key, value)
     return merged
 
@@ -61,7 +65,8 @@ def assemble(config: TrainConfig, data: ImageData, *, plugins: Registry = regist
         config.generator,
         _with_defaults(
             config.generator_options,
-            {"image_size": config.image_size, "latent_dim": config.latent_dim, **geometry},
+            flags={"image_size": config.image_size, "latent_dim": config.latent_dim},
+            derived=geometry,
             flag="--gen-opt",
         ),
     )
@@ -70,7 +75,8 @@ def assemble(config: TrainConfig, data: ImageData, *, plugins: Registry = regist
         config.discriminator_name,
         _with_defaults(
             config.discriminator_options,
-            {"image_size": config.image_size, **geometry, "num_classes": generator.num_classes},
+            flags={"image_size": config.image_size},
+            derived={**geometry, "num_classes": generator.num_classes},
             flag="--disc-opt",
         ),
     )

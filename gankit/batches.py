@@ -31,9 +31,7 @@ def epoch_order(size: int, *, seed: int, epoch: int) -> Tensor:
 class DeviceBatches:
     """Serves batches of one dataset split from device memory; drops the last incomplete batch of an epoch."""
 
-    def __init__(
-        self, data: ImageData, *, batch_size: int, image_size: int, device: torch.device, seed: int
-    ) -> None:
+    def __init__(self, data: ImageData, *, batch_size: int, image_size: int, device: torch.device, seed: int) -> None:
         self.images = data.images.to(device)
         self.labels = data.labels.to(device)
         self.batch_size = batch_size

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+
 import torch
 
 from gankit.config import AmpMode, DeviceChoice

@@ -36,7 +36,14 @@ class RichReporter:
         self.console.print(f"[bold]gankit[/bold] training into [cyan]{run_dir}[/cyan]")
         self.progress.start()
         self.task = self.progress.add_task(
-            "train", total=total_steps, epoch=1, epochs=epochs, d_loss="-", g_loss="-", d_real="-", d_fake="-",
+            "train",
+            total=total_steps,
+            epoch=1,
+            epochs=epochs,
+            d_loss="-",
+            g_loss="-",
+            d_real="-",
+            d_fake="-",
             speed="-",
         )
 

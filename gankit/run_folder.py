@@ -45,7 +45,9 @@ class RunFolder:
         if path.exists() and not path.is_dir():
             raise ConfigError(f"output folder {path} is an existing file; choose another --out")
         if path.is_dir() and any(path.iterdir()) and not overwrite:
-            raise ConfigError(f"output folder {path} already exists and is not empty; pass --overwrite or another --out")
+            raise ConfigError(
+                f"output folder {path} already exists and is not empty; pass --overwrite or another --out"
+            )
         try:
             path.mkdir(parents=True, exist_ok=True)
             (path / "samples").mkdir(exist_ok=True)

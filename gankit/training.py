@@ -6,7 +6,6 @@ discriminator outputs are summed on the device and read every ``log_every`` step
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -120,9 +119,8 @@ class Trainer:
                 f"the dataset has {len(self.batches.images)} images, fewer than one step needs "
                 f"({config.batch_size} x {config.d_steps}); lower --batch-size"
             )
-        adam = {"betas": config.betas, **_fast_adam_kwargs(device)}
-        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, **adam)
-        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, **adam)
+        self.optimizer_g = make_adam(self.generator, lr=config.lr_g, betas=config.betas, device=device)
+        self.optimizer_d = make_adam(self.discriminator, lr=config.lr_d, betas=config.betas, device=device)
         self.scaler_g = precision.grad_scaler()
         self.scaler_d = precision.grad_scaler()
         self.noise = torch.Generator(device).manual_seed(config.seed)
@@ -191,7 +189,8 @@ class Trainer:
     @staticmethod
     def _update(loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaled: Tensor = scaler.scale(loss)
+        scaled.backward()  # type: ignore[no-untyped-call]
         scaler.step(optimizer)
         scaler.update()
 
@@ -204,7 +203,7 @@ class Trainer:
                 images = self.generator(self.fixed_latent, self.fixed_labels)
         finally:
             self.generator.train()
-        return images.float().cpu()
+        return images.float().cpu()  # type: ignore[no-any-return]
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly, for the checkpoint."""
@@ -222,9 +221,13 @@ class Trainer:
         }
 
 
-def _fast_adam_kwargs(device: torch.device) -> dict[str, bool]:
-    """Fused Adam on CUDA (one kernel for all parameters), the multi-tensor path elsewhere."""
-    return {"fused": True} if device.type == "cuda" else {"foreach": True}
+def make_adam(
+    model: torch.nn.Module, *, lr: float, betas: tuple[float, float], device: torch.device
+) -> torch.optim.Adam:
+    """Fused Adam on CUDA (one kernel for all parameters), the multi-tensor ``foreach`` path elsewhere."""
+    if device.type == "cuda":
+        return torch.optim.Adam(model.parameters(), lr=lr, betas=betas, fused=True)
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=betas, foreach=True)
 
 
 def train(config: TrainConfig, *, reporter: Reporter | None = None, overwrite: bool = False) -> TrainResult:
@@ -264,7 +267,7 @@ def train(config: TrainConfig, *, reporter: Reporter | None = None, overwrite: b
         reporter.epoch_end(epoch, grid)
         epochs_completed += 1
         save_checkpoint(run.checkpoint_path, trainer.state(), metadata={"epoch": str(epochs_completed)})
-    save_generator(trainer.generator.cpu(), run.export_path, plugin_name=config.generator, overwrite=True)
+    save_generator(trainer.generator, run.export_path, plugin_name=config.generator, overwrite=True)
     artifacts.save_progress_gif(sorted(run.samples_dir.glob("epoch_*.png")), run.gif_path)
     artifacts.plot_losses(run.read_metrics(), run.loss_plot_path)
     result = TrainResult(run.path, trainer.step, epochs_completed, time.perf_counter() - started, last_metrics)
@@ -286,15 +289,17 @@ def _run_epoch(
         sums += trainer.train_step([next(batches) for _ in range(config.d_steps)])
         trainer.step += 1
         counted += 1
-        if trainer.step % config.log_every == 0 or index == trainer.steps_per_epoch - 1 or (
-            trainer.step == trainer.total_steps
+        if (
+            trainer.step % config.log_every == 0
+            or index == trainer.steps_per_epoch - 1
+            or (trainer.step == trainer.total_steps)
         ):
             now = time.perf_counter()
             values = (sums / counted).tolist()  # the one host synchronisation per log interval
             metrics: dict[str, Any] = {
                 "step": trainer.step,
                 "epoch": epoch + (index + 1) / trainer.steps_per_epoch,
-                **dict(zip(STAT_NAMES, values)),
+                **dict(zip(STAT_NAMES, values, strict=True)),
                 "images_per_sec": counted * config.batch_size * config.d_steps / max(now - window_start, 1e-9),
                 "elapsed_s": now - started,
                 "peak_memory_mb": peak_memory_mb(trainer.device),
@@ -302,7 +307,7 @@ def _run_epoch(
             if not all(math.isfinite(value) for value in values):
                 raise DivergenceError(
                     f"training diverged at step {trainer.step}: "
-                    + ", ".join(f"{k}={v}" for k, v in zip(STAT_NAMES, values))
+                    + ", ".join(f"{k}={v}" for k, v in zip(STAT_NAMES, values, strict=True))
                     + "; lower the learning rates or try --amp off"
                 )
             run.append_metrics(metrics)

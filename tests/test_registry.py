@@ -109,16 +109,20 @@ def test_same_name_from_two_distributions_names_both(plugin_site: Path) -> None:
 
 def test_wrong_base_class_is_refused(plugin_site: Path) -> None:
     make_distribution(
-        plugin_site, "wrong-gan", {"gankit.losses": {"wrong": "wrong_plugin:NotALoss"}},
+        plugin_site,
+        "wrong-gan",
+        {"gankit.losses": {"wrong": "wrong_plugin:NotALoss"}},
         {"wrong_plugin": "class NotALoss:\n    pass\n"},
     )
-    with pytest.raises(PluginError, match="not a subclass of gankit.Loss"):
+    with pytest.raises(PluginError, match=r"not a subclass of gankit\.Loss"):
         Registry().load("loss", "wrong")
 
 
 def test_incompatible_api_version_is_refused(plugin_site: Path) -> None:
     source = TINY_GENERATOR + "\nTiny.api_version = 999\n"
-    make_distribution(plugin_site, "future-gan", {"gankit.generators": {"future": "tiny_plugin:Tiny"}}, {"tiny_plugin": source})
+    make_distribution(
+        plugin_site, "future-gan", {"gankit.generators": {"future": "tiny_plugin:Tiny"}}, {"tiny_plugin": source}
+    )
     with pytest.raises(PluginError, match="API 999"):
         Registry().load("generator", "future")
 

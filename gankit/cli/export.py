@@ -9,7 +9,9 @@ import click
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Destination [default: RUN_DIR/generator.safetensors].")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Destination [default: RUN_DIR/generator.safetensors]."
+)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def command(run_dir: Path, out: Path | None, overwrite: bool) -> None:
     """Export the generator of RUN_DIR's latest checkpoint as a safetensors file with metadata."""

@@ -35,7 +35,9 @@ def command(
         if generator.num_classes == 0:
             raise ConfigError("--label needs a conditional generator, and this one has num_classes=0")
         if label >= generator.num_classes:
-            raise ConfigError(f"--label {label} is out of range: this generator knows labels 0..{generator.num_classes - 1}")
+            raise ConfigError(
+                f"--label {label} is out of range: this generator knows labels 0..{generator.num_classes - 1}"
+            )
         labels = torch.full((count,), label, dtype=torch.long)
     images = sample_images(generator, count, seed=seed, labels=labels)
     save_image_grid(images, out, nrow=nrow)

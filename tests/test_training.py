@@ -1,0 +1,135 @@
+"""The engine end to end on small data: artifacts, determinism, AMP paths, every built-in combination, loss plugins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from plugins_for_tests import R1NonSat, WassersteinGP
+from safetensors.torch import load_file
+
+from gankit.config import build_config
+from gankit.registry import registry
+from gankit.training import train
+
+
+def fake_config(tmp_path: Path, **overrides: Any) -> Any:
+    values: dict[str, Any] = {
+        "generator": "mlp",
+        "loss": "nonsat",
+        "dataset": "fake",
+        "dataset_options": {"size": 64},
+        "batch_size": 16,
+        "epochs": 2,
+        "device": "cpu",
+        "log_every": 2,
+        "sample_count": 16,
+        "out": tmp_path / "run",
+    }
+    values.update(overrides)
+    return build_config(values)
+
+
+def test_run_folder_holds_every_artifact(tmp_path: Path) -> None:
+    result = train(fake_config(tmp_path))
+    run = result.run_dir
+    assert result.steps == 8 and result.epochs_completed == 2
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "checkpoint.safetensors",
+        "generator.safetensors",
+        "loss.png",
+        "samples.gif",
+        "samples/epoch_000.png",
+        "samples/epoch_001.png",
+    ):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["generator"] == "mlp" and config["discriminator"] == "mlp"
+    assert config["generator_options"]["image_size"] == 28 and config["resolved_amp"] == "off"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4, 6, 8]
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "images_per_sec", "peak_memory_mb"} <= set(lines[0])
+    assert all(0 <= line["d_real"] <= 1 and 0 <= line["d_fake"] <= 1 for line in lines)
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path: Path) -> None:
+    first = load_file(train(fake_config(tmp_path / "a")).export_path)
+    second = load_file(train(fake_config(tmp_path / "b")).export_path)
+    third = load_file(train(fake_config(tmp_path / "c", seed=1)).export_path)
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    assert not all(torch.equal(first[key], third[key]) for key in first)
+
+
+def test_max_steps_stops_mid_epoch(tmp_path: Path) -> None:
+    result = train(fake_config(tmp_path, max_steps=3, epochs=5))
+    assert result.steps == 3 and result.epochs_completed == 1
+    assert (result.run_dir / "samples" / "epoch_000.png").is_file()
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_cpu_autocast_runs_the_cuda_code_path(tmp_path: Path, amp: str) -> None:
+    result = train(fake_config(tmp_path, generator="dcgan", amp=amp, max_steps=4, epochs=1))
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["resolved_amp"] == amp
+    metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor([m["d_loss"], m["g_loss"]])).all() for m in metrics)
+    exported = load_file(result.export_path)
+    assert all(tensor.dtype in (torch.float32, torch.int64) for tensor in exported.values())
+
+
+@pytest.mark.parametrize("generator", ["mlp", "dcgan"])
+@pytest.mark.parametrize("loss", ["nonsat", "minimax"])
+@pytest.mark.parametrize("size", [28, 64])
+def test_every_builtin_combination_trains(tmp_path: Path, generator: str, loss: str, size: int) -> None:
+    config = fake_config(
+        tmp_path, generator=generator, loss=loss, image_size=size, max_steps=2, epochs=1, batch_size=8, log_every=1
+    )
+    before = registry.create("generator", generator, {"image_size": size})
+    result = train(config)
+    assert result.steps == 2
+    after = load_file(result.export_path)
+    first_weight = next(name for name, _ in before.named_parameters())
+    torch.manual_seed(0)
+    assert after[first_weight].shape == dict(before.named_parameters())[first_weight].shape
+
+
+@pytest.mark.parametrize(("name", "cls"), [("wgan-gp-engine-test", WassersteinGP), ("r1-engine-test", R1NonSat)])
+def test_losses_needing_more_than_logits_train_without_engine_changes(tmp_path: Path, name: str, cls: type) -> None:
+    registry.register("loss", name, cls)
+    try:
+        result = train(fake_config(tmp_path, loss=name, d_steps=2, max_steps=3, epochs=3))
+    finally:
+        registry.unregister("loss", name)
+    metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert result.steps == 3
+    assert all(abs(m["d_loss"]) < 1e6 for m in metrics)
+
+
+@pytest.mark.slow
+def test_short_run_on_real_mnist_moves_the_losses(tmp_path: Path) -> None:
+    config = build_config(
+        {
+            "generator": "dcgan",
+            "loss": "nonsat",
+            "dataset": "mnist",
+            "batch_size": 64,
+            "max_steps": 60,
+            "epochs": 1,
+            "device": "cpu",
+            "log_every": 10,
+            "out": tmp_path / "mnist",
+            "sample_count": 16,
+        }
+    )
+    result = train(config)
+    metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 6
+    d_losses = [m["d_loss"] for m in metrics]
+    g_losses = [m["g_loss"] for m in metrics]
+    assert max(d_losses) - min(d_losses) > 0.05 and max(g_losses) - min(g_losses) > 0.05
+    assert metrics[-1]["d_real"] > metrics[-1]["d_fake"]
