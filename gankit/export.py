@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from torch import Tensor
 
 from gankit import __version__
 from gankit.errors import ConfigError, ExportError, PluginError
+from gankit.files import atomic_output
 from gankit.interfaces import PLUGIN_API_VERSION, Generator
 from gankit.registry import RUNTIME_DISTRIBUTION, registry
 
@@ -115,75 +114,22 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 def atomic_write(path: Path, write: Callable[[Path], None], *, overwrite: bool) -> None:
-    """Have ``write`` fill a temporary file next to ``path``, fsync it and move it into place in one step.
+    """Have ``write`` fill a temporary file that replaces ``path`` in one step (``gankit.files.atomic_output``).
 
-    A crash or an exception at any point leaves either the old file or nothing, never a partial one; the
-    temporary file is removed. With ``overwrite=False`` an existing ``path`` is refused, race-free where the
-    filesystem supports hard links. OS failures (missing folder, no permission, disk full) become ``ExportError``.
+    OS failures (missing folder, no permission, disk full) and a refused overwrite become ``ExportError``.
     """
     path = Path(path)
-    folder = path.parent
     if path.is_dir():
         raise ExportError(f"cannot write {path}: it is a folder")
-    if not overwrite and path.exists():
-        raise ExportError(f"{path} already exists; choose another path or pass overwrite=True to replace it")
-    if not folder.is_dir():
-        raise ExportError(f"cannot write {path}: folder {folder} does not exist")
+    if not path.parent.is_dir():
+        raise ExportError(f"cannot write {path}: folder {path.parent} does not exist")
     try:
-        tmp = _create_temporary(path)
-    except OSError as exc:
-        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _move_without_clobbering(tmp, path)
-        _fsync_folder(folder)
-    except OSError as exc:
-        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _create_temporary(path: Path) -> Path:
-    # Same folder (so the rename is atomic), hidden, and the same suffix so writers that pick a format from the
-    # extension (PIL) still work. os.open with O_EXCL respects the umask, unlike mkstemp's 0600.
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        return tmp
-
-
-def _move_without_clobbering(tmp: Path, path: Path) -> None:
-    try:
-        os.link(tmp, path)  # fails if path appeared since the check: no silent overwrite
+        with atomic_output(path, overwrite=overwrite) as tmp:
+            write(tmp)
     except FileExistsError:
         raise ExportError(f"{path} already exists; choose another path or pass overwrite=True to replace it") from None
-    except OSError:  # no hard links on this filesystem: best effort
-        if path.exists():
-            raise ExportError(
-                f"{path} already exists; choose another path or pass overwrite=True to replace it"
-            ) from None
-        os.replace(tmp, path)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Persist the rename itself; only possible (and needed) on POSIX."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on folders; the file itself is already synced
-        pass
-    finally:
-        os.close(fd)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def standalone_tensors(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:

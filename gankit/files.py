@@ -1,0 +1,83 @@
+"""Atomic file writes: readers see the old file or the complete new one, never half of one.
+
+Every file gankit writes that a user may rely on (exports, checkpoints, the MNIST cache, sample grids) goes through
+``atomic_output``: a temporary file in the same folder, fsync, then one rename, then fsync of the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def fsync_folder(folder: Path) -> None:
+    """Persist a rename in ``folder``; best effort, since not every platform or filesystem can sync a folder."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _create_temporary(path: Path) -> Path:
+    # Same folder (so the rename is atomic), hidden, and the same suffix so writers that pick a format from the
+    # extension (PIL) still work. os.open with O_EXCL respects the umask, unlike mkstemp's 0600.
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+
+
+def _move_without_clobbering(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)  # fails if path appeared meanwhile: never a silent overwrite
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links on this filesystem: best effort
+        if path.exists():
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; when the block succeeds, fsync it and move it onto ``path``.
+
+    When the block raises, the temporary file is removed and ``path`` is left untouched. With
+    ``overwrite=False`` an existing ``path`` raises ``FileExistsError`` (race-free where hard links exist)::
+
+        with atomic_output(target) as tmp:
+            save_file(tensors, tmp)
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise FileExistsError(path)
+    tmp = _create_temporary(path)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _move_without_clobbering(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_folder(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (see ``atomic_output``)."""
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(data)
