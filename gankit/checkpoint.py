@@ -44,6 +44,8 @@ _TUPLE = "__tuple__"
 _DICT = "__dict__"
 _FLOAT = "__float__"
 _MARKERS = frozenset({_TENSOR, _NDARRAY, _NUMPY, _TUPLE, _DICT, _FLOAT})
+_NUMPY_SCALAR_KINDS = "biufc"
+"""The numpy scalars a checkpoint holds (RNG states, counters): bool, integers, floats and complex numbers."""
 
 RESERVED_METADATA = ("format", "format_version", "state")
 """Metadata keys ``save_checkpoint`` writes itself; caller metadata may not use them."""
@@ -133,7 +135,12 @@ def unflatten_state(tensors: Mapping[str, Tensor], skeleton: Any) -> Any:
             if not isinstance(arg, str) or arg not in tensors:
                 raise ValueError(f"the skeleton refers to a tensor {str(arg)[:80]!r} that is not in the file")
             tensor = tensors[arg]
-            return tensor.cpu().numpy() if marker == _NDARRAY else tensor
+            if marker == _TENSOR:
+                return tensor
+            try:
+                return tensor.cpu().numpy()
+            except TypeError:  # a dtype numpy lacks (bfloat16, float8): not something save_checkpoint wrote
+                raise ValueError(f"tensor {arg[:80]!r} of dtype {tensor.dtype} cannot be a numpy array") from None
         if marker == _TUPLE:
             if not isinstance(arg, list):
                 raise ValueError("a tuple is not spelled as a list")
@@ -155,9 +162,12 @@ def unflatten_state(tensors: Mapping[str, Tensor], skeleton: Any) -> Any:
         if not (isinstance(arg, list) and len(arg) == 2 and isinstance(arg[0], str)):
             raise ValueError("a numpy scalar is not spelled as [dtype, value]")
         try:
-            return np.dtype(arg[0]).type(build(arg[1]))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"bad numpy scalar: {exc}") from None
+            dtype = np.dtype(arg[0])
+            if dtype.kind not in _NUMPY_SCALAR_KINDS:  # np.void(2**40) would allocate a terabyte
+                raise ValueError(f"numpy scalars of dtype {dtype} are not stored in checkpoints")
+            return dtype.type(build(arg[1]))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"bad numpy scalar: {' '.join(str(exc).split())[:200]}") from None
 
     try:
         return build(skeleton)

@@ -54,6 +54,11 @@ class TrainConfig(BaseModel):
     out: Path | None = Field(None, description="Run folder (default: runs/<gen>-<loss>-<time>).")
     log_every: int = Field(50, ge=1, description="Steps between metric lines (and host synchronisations).")
     sample_count: int = Field(64, ge=1, le=1024, description="Images in each sample grid.")
+    checkpoint_every: int = Field(500, ge=1, description="Steps between checkpoints (also at every epoch end).")
+    keep_checkpoints: int = Field(2, ge=1, le=1000, description="Checkpoints kept: the latest and older ones.")
+    max_skipped_steps: int = Field(
+        50, ge=1, description="Stop when fp16 gradient scaling skips this many steps in a row."
+    )
 
     @field_validator("betas")
     @classmethod

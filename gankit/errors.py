@@ -12,6 +12,9 @@ from pydantic import ValidationError
 class GankitError(Exception):
     """Base class: a problem the user can fix. The message is one line saying what was wrong and what to do."""
 
+    exit_code = 2
+    """What the CLI exits with: 2 for bad input; subclasses for other outcomes (130: interrupted)."""
+
 
 class PluginError(GankitError):
     """A plugin is unknown, ambiguous, broken or of the wrong kind."""

@@ -11,6 +11,7 @@ touch the data, and every way a file can be wrong becomes a one-line ``ExportErr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -284,13 +285,26 @@ def read_safetensors_header(path: Path, *, max_metadata_chars: int | None = None
         if end > data_len:
             raise ExportError(f"{path} is truncated (tensor '{name[:80]}' ends past the end of the file)")
         itemsize = _ITEMSIZE.get(info.dtype)
-        if itemsize is not None and math.prod(info.shape) * itemsize != end - begin:
+        if itemsize is not None and _nbytes(info.shape, itemsize, limit=data_len) != end - begin:
             raise ExportError(f"{path} is corrupt (tensor '{name[:80]}' declares a size its bytes do not match)")
         tensors[name] = info
         end_of_data = max(end_of_data, end)
     if end_of_data != data_len:
         raise ExportError(f"{path} is corrupt ({data_len - end_of_data} bytes after the last tensor)")
     return SafetensorsHeader(tensors=tensors, metadata=dict(metadata))
+
+
+def _nbytes(shape: tuple[int, ...], itemsize: int, *, limit: int) -> int | None:
+    """The bytes a tensor of ``shape`` takes, or None once past ``limit``: a header of a million huge dimensions
+    would otherwise make ``math.prod`` multiply numbers of millions of digits."""
+    if 0 in shape:
+        return 0
+    total = itemsize
+    for dim in shape:
+        total *= dim
+        if total > limit:
+            return None
+    return total
 
 
 def _tensor_spec(path: Path, name: str, spec: Any) -> tuple[TensorInfo, int, int]:
@@ -393,11 +407,9 @@ def _parse_metadata(path: Path, meta: Mapping[str, str]) -> ExportMetadata:
     if not (isinstance(shape, list) and len(shape) == 3 and all(type(dim) is int and dim > 0 for dim in shape)):
         raise damaged("image_shape", "is not a list of three positive integers [C, H, W]")
     output_range = json_field("output_range")
-    if not (
-        isinstance(output_range, list)
-        and len(output_range) == 2
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in output_range)
-    ):
+    bounds = [_as_float(v) for v in output_range] if isinstance(output_range, list) else []
+    low, high = bounds if len(bounds) == 2 else (None, None)
+    if low is None or high is None:
         raise damaged("output_range", "is not a list of two numbers")
     plugin = field("plugin")
     if not plugin:
@@ -414,10 +426,20 @@ def _parse_metadata(path: Path, meta: Mapping[str, str]) -> ExportMetadata:
         latent_distribution=field("latent_distribution"),
         image_shape=(shape[0], shape[1], shape[2]),
         num_classes=integer("num_classes", 0),
-        output_range=(float(output_range[0]), float(output_range[1])),
+        output_range=(low, high),
         plugin_api_version=integer("plugin_api_version", 0),
         extra={key: value for key, value in meta.items() if key not in METADATA_KEYS},
     )
+
+
+def _as_float(value: Any) -> float | None:
+    """A JSON number as a float; None for anything else, including integers too big for a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def load_generator(path: Path | str, *, device: str | torch.device = "cpu") -> Generator:
@@ -429,9 +451,34 @@ def load_generator(path: Path | str, *, device: str | torch.device = "cpu") -> G
     path = Path(path)
     header = read_safetensors_header(path, max_metadata_chars=MAX_METADATA_CHARS)
     meta = _parse_metadata(path, header.metadata)
+    # The recorded options may describe a model of any size (hidden=4096 at 1024x1024 is 275 GB of weights), so
+    # the model is first built on the meta device, which allocates nothing, and its tensors are compared with the
+    # file's, whose sizes the file's length bounds. Only a model the file can fill is then built for real.
+    try:
+        planned = _build(path, meta, on_meta=True).state_dict()
+    except ExportError:
+        raise
+    except Exception:  # a constructor that needs real tensors: its model is checked after the real build below
+        planned = None
+    if planned is not None:
+        _check_tensors(path, meta, header, planned)
     generator = _build(path, meta)
-
     expected = generator.state_dict()
+    _check_tensors(path, meta, header, expected)
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            state = {key: handle.get_tensor(key) for key in expected}
+    except Exception as exc:  # safetensors raises its own error type or OSError on a file changed under us
+        raise ExportError(f"{path} is corrupt: {_one_line(exc)}") from None
+    generator.load_state_dict(state, strict=True)
+    generator.to(device)
+    generator.eval()
+    return generator
+
+
+def _check_tensors(path: Path, meta: ExportMetadata, header: SafetensorsHeader, expected: Mapping[str, Tensor]) -> None:
+    """Every tensor of the model is in the file with its dtype and shape, and the file has no other tensor."""
     for key, tensor in expected.items():
         found = header.tensors.get(key)
         if found is None:
@@ -448,18 +495,8 @@ def load_generator(path: Path | str, *, device: str | torch.device = "cpu") -> G
                 f"{path} does not fit generator '{meta.plugin}': the file has tensor '{key[:80]}' the model lacks"
             )
 
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            state = {key: handle.get_tensor(key) for key in expected}
-    except Exception as exc:  # safetensors raises its own error type or OSError on a file changed under us
-        raise ExportError(f"{path} is corrupt: {_one_line(exc)}") from None
-    generator.load_state_dict(state, strict=True)
-    generator.to(device)
-    generator.eval()
-    return generator
 
-
-def _build(path: Path, meta: ExportMetadata) -> Generator:
+def _build(path: Path, meta: ExportMetadata, *, on_meta: bool = False) -> Generator:
     if meta.plugin not in registry.names("generator"):
         if meta.distribution == RUNTIME_DISTRIBUTION:
             how = "it was registered at runtime when exported; register it again before loading"
@@ -470,7 +507,9 @@ def _build(path: Path, meta: ExportMetadata) -> Generator:
             how = f"install '{meta.distribution}'{version}, which provided it when this file was exported"
         raise ExportError(f"{path} needs generator plugin '{meta.plugin}', which is not installed; {how}")
     try:
-        generator = registry.create("generator", meta.plugin, meta.plugin_options)
+        registry.load("generator", meta.plugin)  # imported outside the meta context, so module-level tensors are real
+        with torch.device("meta") if on_meta else contextlib.nullcontext():
+            generator = registry.create("generator", meta.plugin, meta.plugin_options)
     except (PluginError, ConfigError) as exc:
         raise ExportError(f"cannot load {path}: {exc}") from None
     if not isinstance(generator, Generator):  # the registry checks the class; this keeps mypy and us honest

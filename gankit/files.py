@@ -27,6 +27,12 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _create_temporary(path: Path) -> Path:
     # Same folder (so the rename is atomic), hidden, and the same suffix so writers that pick a format from the
     # extension (PIL) still work. os.open with O_EXCL respects the umask, unlike mkstemp's 0600.
@@ -66,6 +72,7 @@ def atomic_output(path: Path, *, overwrite: bool = True) -> Iterator[Path]:
     tmp = _create_temporary(path)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_current_umask())  # writers such as safetensors recreate the file as 0600
         with open(tmp, "rb+") as written:
             os.fsync(written.fileno())
         if overwrite:

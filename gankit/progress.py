@@ -62,6 +62,9 @@ class RichReporter:
     def epoch_end(self, epoch: int, grid_path: Path) -> None:
         self.progress.console.print(f"epoch {epoch + 1} done, samples: {grid_path}")
 
+    def warn(self, message: str) -> None:
+        self.progress.console.print(f"[yellow]warning:[/yellow] {message}")
+
     def finish(self, result: TrainResult) -> None:
         self.progress.stop()
         self.console.print(

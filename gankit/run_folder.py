@@ -18,7 +18,8 @@ from gankit.errors import ConfigError
 if TYPE_CHECKING:
     from gankit.interfaces import Generator
 
-OWN_FILES = ("config.json", "metrics.jsonl", "checkpoint.safetensors", "generator.safetensors", "loss.png")
+RESUMABLE = ("epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints")
+"""The settings a resumed run may change; anything else would make it a different run."""
 
 
 class RunFolder:
@@ -30,24 +31,35 @@ class RunFolder:
         self.config_path = path / "config.json"
         self.metrics_path = path / "metrics.jsonl"
         self.checkpoint_path = path / "checkpoint.safetensors"
+        self.older_checkpoints_dir = path / "checkpoints"
         self.export_path = path / "generator.safetensors"
         self.gif_path = path / "samples.gif"
         self.loss_plot_path = path / "loss.png"
 
     @staticmethod
     def default_path(config: TrainConfig) -> Path:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        return Path("runs") / f"{config.generator}-{config.loss}-{stamp}"
+        """``runs/<gen>-<loss>-<time>``, with a counter when a run started in the same second."""
+        base = Path("runs") / f"{config.generator}-{config.loss}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path, counter = base, 1
+        while path.exists():
+            counter += 1
+            path = base.with_name(f"{base.name}-{counter}")
+        return path
 
-    @classmethod
-    def create(cls, path: Path, *, overwrite: bool = False) -> RunFolder:
-        """Make the folder; an existing non-empty one is refused unless ``overwrite``, which truncates only ours."""
+    @staticmethod
+    def check_available(path: Path, *, overwrite: bool = False) -> None:
+        """Refuse a path that is a file, or a non-empty folder unless ``overwrite``; creates nothing."""
         if path.exists() and not path.is_dir():
             raise ConfigError(f"output folder {path} is an existing file; choose another --out")
         if path.is_dir() and any(path.iterdir()) and not overwrite:
             raise ConfigError(
                 f"output folder {path} already exists and is not empty; pass --overwrite or another --out"
             )
+
+    @classmethod
+    def create(cls, path: Path, *, overwrite: bool = False) -> RunFolder:
+        """Make the folder; an existing non-empty one is refused unless ``overwrite``, which truncates only ours."""
+        cls.check_available(path, overwrite=overwrite)
         try:
             path.mkdir(parents=True, exist_ok=True)
             (path / "samples").mkdir(exist_ok=True)
@@ -57,9 +69,89 @@ class RunFolder:
             raise ConfigError(f"output folder {path} is not writable; choose another --out")
         run = cls(path)
         run.metrics_path.write_text("")
-        for old_grid in run.samples_dir.glob("epoch_*.png"):
-            old_grid.unlink()
+        stale = [*run.samples_dir.glob("epoch_*.png"), *run.checkpoints()]  # ours, from an earlier run here
+        for old_file in stale:
+            old_file.unlink()
         return run
+
+    @classmethod
+    def open(cls, path: Path) -> RunFolder:
+        """An existing run folder to resume: it must hold a config and a checkpoint."""
+        run = cls(path)
+        if not run.config_path.is_file() or not run.checkpoints():
+            raise ConfigError(f"{path} is not a resumable gankit run folder (no config.json or checkpoint)")
+        return run
+
+    def read_config(self) -> dict[str, Any]:
+        """The run's recorded configuration (as written by ``write_config``)."""
+        try:
+            config = json.loads(self.config_path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{self.path} is not a gankit run folder (no config.json)") from None
+        except ValueError:
+            raise ConfigError(f"{self.config_path} is not valid JSON; it is not a gankit run configuration") from None
+        if not isinstance(config, dict) or "generator" not in config:
+            raise ConfigError(f"{self.config_path} is not a gankit run configuration")
+        return config
+
+    def resume_config(self, overrides: dict[str, Any]) -> TrainConfig:
+        """The run's own configuration with only the ``RESUMABLE`` settings changed."""
+        from gankit.config import build_config
+
+        changed = sorted(key for key, value in overrides.items() if value is not None and key not in RESUMABLE)
+        if changed:
+            raise ConfigError(
+                f"--resume continues a run as configured; these cannot change: {', '.join(changed)} "
+                f"(allowed: {', '.join(RESUMABLE)})"
+            )
+        recorded = self.read_config()
+        values = {key: recorded[key] for key in TrainConfig.model_fields if key in recorded}
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        values["out"] = str(self.path)
+        return build_config(values)
+
+    def checkpoints(self) -> list[Path]:
+        """Checkpoint files, newest first: the latest, then the older ones kept in ``checkpoints/``."""
+        older = sorted(self.older_checkpoints_dir.glob("step_*.safetensors"), reverse=True)
+        latest = [self.checkpoint_path] if self.checkpoint_path.is_file() else []
+        return latest + older
+
+    def save_checkpoint(self, state: dict[str, Any], *, step: int, keep: int) -> None:
+        """Write the latest checkpoint atomically; the previous one moves to ``checkpoints/`` until ``keep`` is hit.
+
+        The previous checkpoint is hard-linked into ``checkpoints/`` before the new one replaces it, so a kill at any
+        moment leaves at least one complete checkpoint.
+        """
+        from gankit.checkpoint import read_checkpoint_metadata, save_checkpoint
+
+        if keep > 1 and self.checkpoint_path.is_file():
+            previous_step = int(read_checkpoint_metadata(self.checkpoint_path).get("step", "0"))
+            if previous_step != step:
+                self.older_checkpoints_dir.mkdir(exist_ok=True)
+                kept = self.older_checkpoints_dir / f"step_{previous_step:09d}.safetensors"
+                kept.unlink(missing_ok=True)
+                os.link(self.checkpoint_path, kept)
+        save_checkpoint(self.checkpoint_path, state, metadata={"step": str(step)})
+        for stale in self.checkpoints()[max(keep, 1) :]:
+            stale.unlink()
+
+    def load_latest_checkpoint(self) -> dict[str, Any]:
+        """The newest checkpoint that reads back whole; a damaged newest one falls back to the one before."""
+        from gankit.checkpoint import load_checkpoint
+        from gankit.errors import ExportError
+
+        problems = []
+        for path in self.checkpoints():
+            try:
+                return load_checkpoint(path)
+            except ExportError as exc:
+                problems.append(str(exc))
+        raise ConfigError(f"no readable checkpoint in {self.path}: {'; '.join(problems) or 'none found'}")
+
+    def truncate_metrics(self, *, after_step: int) -> None:
+        """Drop metric lines logged after the checkpoint a resumed run restarts from."""
+        kept = [row for row in self.read_metrics() if row.get("step", 0) <= after_step]
+        self.metrics_path.write_text("".join(json.dumps(row) + "\n" for row in kept))
 
     def write_config(self, resolved: dict[str, Any]) -> None:
         self.config_path.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
@@ -78,13 +170,10 @@ class RunFolder:
         from gankit.checkpoint import load_checkpoint
         from gankit.registry import registry
 
-        if not self.config_path.is_file() or not self.checkpoint_path.is_file():
-            raise ConfigError(f"{self.path} is not a gankit run folder (no config.json and checkpoint.safetensors)")
-        try:
-            config = json.loads(self.config_path.read_text())
-            plugin, options = config["generator"], config["generator_options"]
-        except (ValueError, KeyError, TypeError):
-            raise ConfigError(f"{self.config_path} is not a gankit run configuration") from None
+        if not self.checkpoint_path.is_file():
+            raise ConfigError(f"{self.path} is not a gankit run folder (no checkpoint.safetensors)")
+        config = self.read_config()
+        plugin, options = config["generator"], config.get("generator_options", {})
         generator: Generator = registry.create("generator", plugin, options)
         state = load_checkpoint(self.checkpoint_path, device=device)
         generator.load_state_dict(state["generator"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,20 +20,27 @@ import gankit
 from gankit import artifacts
 from gankit.assembly import Assembly, assemble, load_data
 from gankit.batches import DeviceBatches
-from gankit.checkpoint import save_checkpoint
 from gankit.config import TrainConfig
 from gankit.errors import GankitError
 from gankit.export import save_generator, save_image_grid
+from gankit.health import HealthMonitor
 from gankit.interfaces import DiscriminatorInputs, GeneratorInputs
 from gankit.precision import Precision, resolve_device, resolve_precision
 from gankit.run_folder import RunFolder
+from gankit.stopping import StopRequest
 
 STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
 """What is summed on the device each step: both losses, mean D(x) and mean D(G(z)) as probabilities."""
 
 
 class DivergenceError(GankitError):
-    """The losses or weights stopped being finite."""
+    """The losses or weights stopped being finite, or fp16 scaling kept skipping steps."""
+
+
+class TrainingInterrupted(GankitError):
+    """SIGINT or SIGTERM ended the run after a checkpoint was written; the message says how to resume."""
+
+    exit_code = 130
 
 
 class Reporter(Protocol):
@@ -45,6 +51,8 @@ class Reporter(Protocol):
     def log(self, metrics: dict[str, Any]) -> None: ...
 
     def epoch_end(self, epoch: int, grid_path: Path) -> None: ...
+
+    def warn(self, message: str) -> None: ...
 
     def finish(self, result: TrainResult) -> None: ...
 
@@ -59,6 +67,9 @@ class SilentReporter:
         pass
 
     def epoch_end(self, epoch: int, grid_path: Path) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
         pass
 
     def finish(self, result: TrainResult) -> None:
@@ -91,8 +102,40 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     import resource
+    import sys
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+class StatWindow:
+    """Sums of the step statistics since the last log line, kept on the device so no step waits on the host."""
+
+    def __init__(self, device: torch.device, step: int) -> None:
+        self.sums = torch.zeros(len(STAT_NAMES), device=device)
+        self.skipped = torch.zeros((), device=device)
+        self.streak = torch.zeros((), device=device)
+        self.reset(step)
+
+    def add(self, stats: Tensor) -> None:
+        """``stats``: the step's values of ``STAT_NAMES`` followed by 1.0 if fp16 scaling skipped the step."""
+        self.sums += stats[: len(STAT_NAMES)]
+        skipped = stats[len(STAT_NAMES)]
+        self.skipped += skipped
+        self.streak = (self.streak + skipped) * skipped  # consecutive skipped steps; 0 after a good one
+        self.steps += 1
+
+    def read(self) -> tuple[list[float], int, int, float]:
+        """Mean stats, skipped steps, current skip streak and seconds since the window opened."""
+        values = torch.cat([self.sums / max(self.steps, 1), self.skipped.reshape(1), self.streak.reshape(1)])
+        *means, skipped, streak = values.tolist()
+        return means, int(skipped), int(streak), time.perf_counter() - self.opened
+
+    def reset(self, step: int) -> None:
+        self.sums.zero_()
+        self.skipped.zero_()
+        self.steps = 0
+        self.opened = time.perf_counter()
 
 
 class Trainer:
@@ -131,32 +174,36 @@ class Trainer:
             torch.arange(config.sample_count, device=device) % self.generator.num_classes if self.conditional else None
         )
         self.step = 0
+        self._elapsed_before = 0.0
+        self._started = time.perf_counter()
 
     @property
     def total_steps(self) -> int:
         planned = self.steps_per_epoch * self.config.epochs
         return min(planned, self.config.max_steps) if self.config.max_steps else planned
 
-    def batches_of_epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        order = self.batches.order(epoch)
-        for index in range(self.steps_per_epoch * self.config.d_steps):
-            yield self.batches.batch(order, index)
+    def elapsed(self) -> float:
+        """Training seconds so far, including those before a resume."""
+        return self._elapsed_before + time.perf_counter() - self._started
 
     def train_step(self, real_batches: list[tuple[Tensor, Tensor]]) -> Tensor:
         """``d_steps`` discriminator updates then one generator update; returns the step's stats on the device."""
         d_stats = torch.zeros(3, device=self.device)
+        skipped = torch.zeros(1, device=self.device)
         fake = labels = real = None
         for index, (real, labels) in enumerate(real_batches):
             last = index == len(real_batches) - 1
             with torch.set_grad_enabled(last), self.precision.autocast():
                 latent = self.generator.sample_latent(len(real), generator=self.noise)
                 fake = self.generator(latent, labels if self.conditional else None)
-            d_stats = self._discriminator_step(real, fake.detach(), labels)
+            d_stats, d_skipped = self._discriminator_step(real, fake.detach(), labels)
+            skipped = torch.maximum(skipped, d_skipped)
         assert fake is not None and real is not None
-        g_loss = self._generator_step(real, fake, labels)
-        return torch.cat([d_stats[:1], g_loss.detach().float().reshape(1), d_stats[1:]])
+        g_loss, g_skipped = self._generator_step(real, fake, labels)
+        skipped = torch.maximum(skipped, g_skipped)
+        return torch.cat([d_stats[:1], g_loss.detach().float().reshape(1), d_stats[1:], skipped])
 
-    def _discriminator_step(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> Tensor:
+    def _discriminator_step(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor]:
         cond = labels if self.conditional else None
         if self.loss.requires_real_grad:
             real = real.detach().requires_grad_(True)
@@ -166,13 +213,14 @@ class Trainer:
             loss = self.loss.discriminator_loss(
                 DiscriminatorInputs(real, fake, real_logits, fake_logits, cond, self.discriminator, self.step)
             )
-        self._update(loss, self.optimizer_d, self.scaler_d)
+        skipped = self._update(loss, self.optimizer_d, self.scaler_d)
         with torch.no_grad():
-            return torch.stack(
+            stats = torch.stack(
                 [loss.detach().float(), real_logits.float().sigmoid().mean(), fake_logits.float().sigmoid().mean()]
             )
+        return stats, skipped
 
-    def _generator_step(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> Tensor:
+    def _generator_step(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor]:
         cond = labels if self.conditional else None
         self.discriminator.requires_grad_(False)  # D's weight gradients are not needed for G's update
         try:
@@ -181,18 +229,28 @@ class Trainer:
                 loss = self.loss.generator_loss(
                     GeneratorInputs(real, fake, fake_logits, cond, self.discriminator, self.step)
                 )
-            self._update(loss, self.optimizer_g, self.scaler_g)
+            skipped = self._update(loss, self.optimizer_g, self.scaler_g)
         finally:
             self.discriminator.requires_grad_(True)
-        return loss
+        return loss, skipped
 
-    @staticmethod
-    def _update(loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    def _update(self, loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> Tensor:
+        """One optimizer step; returns 1.0 (on the device) when fp16 scaling found inf/NaN and skipped it."""
         optimizer.zero_grad(set_to_none=True)
         scaled: Tensor = scaler.scale(loss)
         scaled.backward()  # type: ignore[no-untyped-call]
+        if not scaler.is_enabled():
+            optimizer.step()
+            return torch.zeros(1, device=self.device)
+        scale_before = scaler._scale.clone()  # type: ignore[union-attr]  # set by scale(); update() halves it on inf
         scaler.step(optimizer)
         scaler.update()
+        return (scaler._scale < scale_before).float().reshape(1)  # type: ignore[operator]
+
+    def weights_finite(self) -> bool:
+        """One host synchronisation for all parameters of both models."""
+        params = [p.detach() for model in (self.generator, self.discriminator) for p in model.parameters()]
+        return bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
 
     @torch.no_grad()
     def fixed_samples(self) -> Tensor:
@@ -207,7 +265,7 @@ class Trainer:
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly, for the checkpoint."""
-        return {
+        state: dict[str, Any] = {
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
             "optimizer_g": self.optimizer_g.state_dict(),
@@ -218,7 +276,29 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
             "step": self.step,
+            "elapsed_s": self.elapsed(),
         }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``state()`` saved; the next step is then the one the interrupted run would have taken."""
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.optimizer_g.load_state_dict(state["optimizer_g"])
+        self.optimizer_d.load_state_dict(state["optimizer_d"])
+        if self.precision.scaled:
+            self.scaler_g.load_state_dict(state["scaler_g"])
+            self.scaler_d.load_state_dict(state["scaler_d"])
+        self.noise.set_state(state["noise_rng"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        random.setstate(state["python_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        self.step = int(state["step"])
+        self._elapsed_before = float(state.get("elapsed_s", 0.0))
+        self._started = time.perf_counter()
 
 
 def make_adam(
@@ -230,88 +310,138 @@ def make_adam(
     return torch.optim.Adam(model.parameters(), lr=lr, betas=betas, foreach=True)
 
 
-def train(config: TrainConfig, *, reporter: Reporter | None = None, overwrite: bool = False) -> TrainResult:
-    """Run the training ``config`` describes and write its run folder; returns where everything went."""
+def train(
+    config: TrainConfig, *, reporter: Reporter | None = None, overwrite: bool = False, resume: bool = False
+) -> TrainResult:
+    """Run the training ``config`` describes and write its run folder; returns where everything went.
+
+    With ``resume`` the run continues from the latest checkpoint in ``config.out`` and, on CPU, ends bit-identical
+    to a run that was never interrupted. SIGINT/SIGTERM end the current step, save a checkpoint and raise
+    ``TrainingInterrupted``; non-finite losses or weights raise ``DivergenceError`` with the last good checkpoint
+    kept.
+    """
     reporter = reporter or SilentReporter()
     device = resolve_device(config.device)
     precision = resolve_precision(config.amp, device)
-    run = RunFolder.create(config.out or RunFolder.default_path(config), overwrite=overwrite)
+    out = config.out or RunFolder.default_path(config)
+    if resume:
+        run = RunFolder.open(out)
+    else:
+        RunFolder.check_available(out, overwrite=overwrite)  # fail before the slow part, create nothing yet
     seed_everything(config.seed)
     assembly = assemble(config, load_data(config))
     trainer = Trainer(config, assembly, device, precision)
-    run.write_config(
-        {
-            **config.model_dump(mode="json"),
-            **assembly.resolved_options(),
-            "discriminator": config.discriminator_name,
-            "resolved_device": str(device),
-            "resolved_amp": precision.name,
-            "gankit_version": gankit.__version__,
-            "torch_version": torch.__version__,
-        }
-    )
+    if not resume:
+        run = RunFolder.create(out, overwrite=overwrite)  # only once everything is known to be valid
+    if resume:
+        trainer.load_state(run.load_latest_checkpoint())
+        run.truncate_metrics(after_step=trainer.step)
+    else:
+        run.write_config(
+            {
+                **config.model_dump(mode="json"),
+                **assembly.resolved_options(),
+                "discriminator": config.discriminator_name,
+                "resolved_device": str(device),
+                "resolved_amp": precision.name,
+                "gankit_version": gankit.__version__,
+                "torch_version": torch.__version__,
+            }
+        )
     reporter.start(
         total_steps=trainer.total_steps,
         steps_per_epoch=trainer.steps_per_epoch,
         epochs=config.epochs,
         run_dir=run.path,
     )
-    started = time.perf_counter()
-    last_metrics: dict[str, Any] = {}
-    epochs_completed = 0
-    while epochs_completed < config.epochs and trainer.step < trainer.total_steps:
-        epoch = epochs_completed
-        last_metrics = _run_epoch(trainer, run, reporter, epoch, started) or last_metrics
-        grid = run.samples_dir / f"epoch_{epoch:03d}.png"
-        save_image_grid(trainer.fixed_samples(), grid)
-        reporter.epoch_end(epoch, grid)
-        epochs_completed += 1
-        save_checkpoint(run.checkpoint_path, trainer.state(), metadata={"epoch": str(epochs_completed)})
+    with StopRequest() as stop:
+        last_metrics = _training_loop(trainer, run, reporter, stop)
+    epochs_completed = -(-trainer.step // trainer.steps_per_epoch)
     save_generator(trainer.generator, run.export_path, plugin_name=config.generator, overwrite=True)
     artifacts.save_progress_gif(sorted(run.samples_dir.glob("epoch_*.png")), run.gif_path)
     artifacts.plot_losses(run.read_metrics(), run.loss_plot_path)
-    result = TrainResult(run.path, trainer.step, epochs_completed, time.perf_counter() - started, last_metrics)
+    result = TrainResult(run.path, trainer.step, epochs_completed, trainer.elapsed(), last_metrics)
     reporter.finish(result)
     return result
 
 
-def _run_epoch(
-    trainer: Trainer, run: RunFolder, reporter: Reporter, epoch: int, started: float
-) -> dict[str, Any] | None:
-    """Train one epoch (or until ``max_steps``); returns the last metrics line written, if any."""
+def _training_loop(trainer: Trainer, run: RunFolder, reporter: Reporter, stop: StopRequest) -> dict[str, Any]:
+    """Steps until ``total_steps``: logs every ``log_every``, grids and checkpoints at epoch ends, stops cleanly."""
     config = trainer.config
-    sums = torch.zeros(len(STAT_NAMES), device=trainer.device)
-    counted, last, window_start = 0, None, time.perf_counter()
-    batches = trainer.batches_of_epoch(epoch)
-    for index in range(trainer.steps_per_epoch):
-        if trainer.step >= trainer.total_steps:
-            break
-        sums += trainer.train_step([next(batches) for _ in range(config.d_steps)])
+    health = HealthMonitor()
+    window = StatWindow(trainer.device, trainer.step)
+    last_metrics: dict[str, Any] = {}
+    order: Tensor | None = None
+    while trainer.step < trainer.total_steps:
+        epoch, index = divmod(trainer.step, trainer.steps_per_epoch)
+        if order is None or index == 0:
+            order = trainer.batches.order(epoch)
+        first = index * config.d_steps
+        window.add(trainer.train_step([trainer.batches.batch(order, first + j) for j in range(config.d_steps)]))
         trainer.step += 1
-        counted += 1
-        if (
-            trainer.step % config.log_every == 0
-            or index == trainer.steps_per_epoch - 1
-            or (trainer.step == trainer.total_steps)
-        ):
-            now = time.perf_counter()
-            values = (sums / counted).tolist()  # the one host synchronisation per log interval
-            metrics: dict[str, Any] = {
-                "step": trainer.step,
-                "epoch": epoch + (index + 1) / trainer.steps_per_epoch,
-                **dict(zip(STAT_NAMES, values, strict=True)),
-                "images_per_sec": counted * config.batch_size * config.d_steps / max(now - window_start, 1e-9),
-                "elapsed_s": now - started,
-                "peak_memory_mb": peak_memory_mb(trainer.device),
-            }
-            if not all(math.isfinite(value) for value in values):
-                raise DivergenceError(
-                    f"training diverged at step {trainer.step}: "
-                    + ", ".join(f"{k}={v}" for k, v in zip(STAT_NAMES, values, strict=True))
-                    + "; lower the learning rates or try --amp off"
-                )
-            run.append_metrics(metrics)
-            reporter.log(metrics)
-            last, counted, window_start = metrics, 0, now
-            sums.zero_()
-    return last
+        epoch_done = trainer.step % trainer.steps_per_epoch == 0
+        finished = trainer.step == trainer.total_steps
+        if trainer.step % config.log_every == 0 or epoch_done or finished or stop.requested:
+            last_metrics = _log(trainer, run, reporter, window, health)
+        if stop.requested:
+            _save_checkpoint(trainer, run)
+            raise TrainingInterrupted(
+                f"interrupted by {stop.name} at step {trainer.step}; checkpoint saved. "
+                f"Resume with: gankit train --resume {run.path}"
+            )
+        if epoch_done or finished:
+            grid_path = run.samples_dir / f"epoch_{epoch:03d}.png"
+            samples = trainer.fixed_samples()
+            save_image_grid(samples, grid_path)
+            reporter.epoch_end(epoch, grid_path)
+            for warning in health.check_samples(samples):
+                reporter.warn(warning)
+            _save_checkpoint(trainer, run)
+        elif trainer.step % config.checkpoint_every == 0:
+            _save_checkpoint(trainer, run)
+    return last_metrics
+
+
+def _save_checkpoint(trainer: Trainer, run: RunFolder) -> None:
+    """Only finite states are saved, so the checkpoint on disk is always one worth resuming from."""
+    if not trainer.weights_finite():
+        raise DivergenceError(
+            f"the weights stopped being finite by step {trainer.step}; the last good checkpoint is kept in "
+            f"{run.path}. Lower the learning rates or try --amp off"
+        )
+    run.save_checkpoint(trainer.state(), step=trainer.step, keep=trainer.config.keep_checkpoints)
+
+
+def _log(
+    trainer: Trainer, run: RunFolder, reporter: Reporter, window: StatWindow, health: HealthMonitor
+) -> dict[str, Any]:
+    """Read the window's sums (the one host synchronisation per interval), write a metrics line, check health."""
+    config = trainer.config
+    values, skipped, streak, seconds = window.read()
+    metrics: dict[str, Any] = {
+        "step": trainer.step,
+        "epoch": trainer.step / trainer.steps_per_epoch,
+        **dict(zip(STAT_NAMES, values, strict=True)),
+        "images_per_sec": window.steps * config.batch_size * config.d_steps / max(seconds, 1e-9),
+        "elapsed_s": trainer.elapsed(),
+        "peak_memory_mb": peak_memory_mb(trainer.device),
+    }
+    if trainer.precision.scaled:
+        metrics["fp16_skipped_steps"] = skipped
+    window.reset(trainer.step)
+    if not all(math.isfinite(value) for value in values) or not trainer.weights_finite():
+        shown = ", ".join(f"{name}={value:.4g}" for name, value in zip(STAT_NAMES, values, strict=True))
+        raise DivergenceError(
+            f"training diverged by step {trainer.step} ({shown}); the last good checkpoint is kept in {run.path}. "
+            "Lower the learning rates or try --amp off"
+        )
+    if streak >= config.max_skipped_steps:
+        raise DivergenceError(
+            f"fp16 gradient scaling skipped {streak} steps in a row by step {trainer.step}: the gradients overflow "
+            f"every step; the last good checkpoint is kept in {run.path}. Try --amp bf16 or --amp off"
+        )
+    run.append_metrics(metrics)
+    reporter.log(metrics)
+    for warning in health.check(metrics):
+        reporter.warn(warning)
+    return metrics

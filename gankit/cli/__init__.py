@@ -15,9 +15,11 @@ from gankit.errors import GankitError
 
 
 class UserError(click.ClickException):
-    """A problem the user can fix: printed as ``Error: ...`` with exit code 2."""
+    """A problem the user can fix: printed as ``Error: ...`` with the error's exit code (2 for bad input)."""
 
-    exit_code = 2
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
 
 
 class GankitGroup(click.Group):
@@ -27,7 +29,7 @@ class GankitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GankitError as exc:
-            raise UserError(str(exc)) from None
+            raise UserError(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)

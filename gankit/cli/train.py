@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from gankit.config import TrainConfig, build_config, merge_config, parse_key_values, read_toml
+from gankit.errors import ConfigError
 
 FC = Callable[..., Any]
 
@@ -62,10 +63,18 @@ def plugin_option_flags(function: FC) -> FC:
 @config_option("out", "--out", type=click.Path(path_type=Path))
 @config_option("log_every", "--log-every", type=int)
 @config_option("sample_count", "--samples", type=int)
+@config_option("checkpoint_every", "--checkpoint-every", type=int)
+@config_option("keep_checkpoints", "--keep-checkpoints", type=int)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(path_type=Path),
+    help="Continue the run in this folder from its latest checkpoint (only --epochs/--max-steps may change).",
+)
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file of these options.")
 @click.option("--overwrite", is_flag=True, help="Write into an existing run folder, replacing gankit's files there.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def command(config_file: Path | None, overwrite: bool, quiet: bool, **flags: Any) -> None:
+def command(config_file: Path | None, resume_dir: Path | None, overwrite: bool, quiet: bool, **flags: Any) -> None:
     """Train a GAN from plugins chosen by name; flags override --config.
 
     Example: gankit train --gen dcgan --loss nonsat --epochs 1
@@ -74,15 +83,21 @@ def command(config_file: Path | None, overwrite: bool, quiet: bool, **flags: Any
         flags[field] = parse_key_values(flags[field], flag=flag) if flags[field] else None
     if flags["betas"] == ():
         flags["betas"] = None
-    file_values = read_toml(config_file) if config_file else {}
-    config = build_config(merge_config(file_values, flags))
+    if resume_dir is not None:
+        from gankit.run_folder import RunFolder
+
+        if config_file is not None:
+            raise ConfigError("--resume takes the configuration from the run folder; drop --config")
+        config = RunFolder(resume_dir).resume_config(flags)
+    else:
+        config = build_config(merge_config(read_toml(config_file) if config_file else {}, flags))
 
     from gankit.progress import RichReporter
     from gankit.training import train
 
     reporter = None if quiet else RichReporter()
     try:
-        train(config, reporter=reporter, overwrite=overwrite)
+        train(config, reporter=reporter, overwrite=overwrite, resume=resume_dir is not None)
     finally:
         if reporter is not None:
             reporter.close()

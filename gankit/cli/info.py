@@ -1,0 +1,105 @@
+"""``gankit info``: what one plugin is, its options and, for models, the shape and size of every layer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from gankit.introspect import PluginDescription
+
+KINDS = ("generator", "discriminator", "loss", "dataset")
+
+
+@click.command("info")
+@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("name")
+@click.option(
+    "--image-size", type=click.IntRange(1), default=None, help="Image side the model is built for [default: plugin's]."
+)
+@click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE", help="Set an option of the plugin (repeatable).")
+def command(kind: str, name: str, image_size: int | None, opts: tuple[str, ...]) -> None:
+    """Describe plugin NAME of KIND: its options and, for a generator or discriminator, its layers.
+
+    Example: gankit info generator dcgan --image-size 64 --opt width=32
+    """
+    from rich.console import Console
+
+    from gankit.config import parse_key_values
+    from gankit.errors import ConfigError
+    from gankit.introspect import describe_plugin
+
+    options = parse_key_values(opts, flag="--opt")
+    if image_size is not None:
+        if "image_size" in options and options["image_size"] != image_size:
+            raise ConfigError(f"--opt sets image_size={options['image_size']!r} but --image-size says {image_size}")
+        options["image_size"] = image_size
+    description = describe_plugin(kind, name, **options)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 160  # tables do not wrap when the output goes to a file or a pipe
+    _print(console, description)
+
+
+def _print(console: Console, described: PluginDescription) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from gankit.introspect import DUMMY_BATCH
+
+    def shape(dims: tuple[int, ...] | None) -> str:
+        if dims is None:
+            return "-"
+        shown = ["N" if index == 0 and dim == DUMMY_BATCH else str(dim) for index, dim in enumerate(dims)]
+        return f"({', '.join(shown)}{',' if len(shown) == 1 else ''})"
+
+    console.print(
+        f"[bold]{described.kind} '{escape(described.name)}'[/bold] from {escape(described.origin)} "
+        f"({escape(described.target)}), plugin API {described.api_version}"
+    )
+    for text in (described.module_summary, described.summary):
+        if text:
+            console.print(escape(text))
+    if described.details:
+        console.print(escape(described.details), style="dim")
+
+    options = Table(title="options", title_justify="left")
+    changed = any(option.value != option.default for option in described.options)
+    columns = ["option", "type", "default", *(["value"] if changed else []), "bounds", "description"]
+    for column in columns:
+        options.add_column(column, overflow="fold")
+    for option in described.options:
+        value = [repr(option.value)] if changed else []
+        row = [option.name, option.type, option.default_text, *value, option.bounds_text, option.description]
+        options.add_row(*map(escape, row))
+    if described.options:
+        console.print(options)
+    else:
+        console.print("options: none")
+
+    if described.layers is None:
+        return
+    total = described.total_parameters or 0
+    layers = Table(title=f"layers (a dummy batch of N={DUMMY_BATCH})", title_justify="left", show_footer=True)
+    layers.add_column("layer", footer="total", overflow="fold")
+    layers.add_column("type", overflow="fold")
+    layers.add_column("output shape", footer=shape(described.output_shape))
+    layers.add_column("parameters", footer=f"{total:,}", justify="right")
+    for layer in described.layers:
+        output = "not run" if layer.calls == 0 else shape(layer.output_shape)
+        if layer.calls > 1:
+            output += f" x{layer.calls} calls"
+        layers.add_row(escape(layer.path or "(model)"), escape(layer.type), output, f"{layer.parameters:,}")
+    console.print(layers)
+    inputs = ", ".join(f"{key} {shape(dims)}" for key, dims in described.input_shapes.items())
+    trainable = described.trainable_parameters or 0
+    megabytes = (described.parameter_bytes or 0) / 2**20
+    console.print(
+        f"input {inputs} -> output {shape(described.output_shape)}; {total:,} parameters "
+        f"({trainable:,} trainable, {megabytes:.2f} MiB)"
+    )
+    for warning in described.warnings:
+        console.print(f"[yellow]warning[/yellow]: {escape(warning)}")

@@ -1,0 +1,135 @@
+"""``gankit eval`` and ``evaluate_generator`` on a generator trained for two steps, with small sample counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from gankit.cli import GankitGroup
+from gankit.cli.eval import command as eval_command
+from gankit.config import build_config
+from gankit.evaluation.evaluate import METRICS, evaluate_generator, reference_metrics
+from gankit.registry import create_plugin
+from gankit.training import train
+
+pytestmark = pytest.mark.slow  # the first evaluation of a process classifies the 10,000 MNIST test images
+
+UNCONDITIONAL_KEYS = set(METRICS) - {"class_accuracy"}
+
+
+def cli() -> click.Group:
+    """The command inside gankit's group, which turns library errors into one line and exit code 2."""
+    group = GankitGroup()
+    group.add_command(eval_command)
+    return group
+
+
+def run(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli(), ["eval", *(str(arg) for arg in args)], catch_exceptions=False)
+
+
+def assert_user_error(result: Result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1, result.output
+    for fragment in fragments:
+        assert fragment in error_lines[0], result.output
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("eval") / "run"
+    config = build_config(
+        {
+            "generator": "mlp",
+            "dataset": "fake",
+            "dataset_options": {"size": 64},
+            "batch_size": 16,
+            "max_steps": 2,
+            "device": "cpu",
+            "out": out,
+        }
+    )
+    train(config)
+    return out
+
+
+def test_help() -> None:
+    result = run("--help")
+    assert result.exit_code == 0
+    for flag in ("--n", "--seed", "--batch-size", "--device", "--out", "--overwrite", "--reference"):
+        assert flag in result.output
+
+
+def test_eval_of_a_run_folder_writes_eval_json_and_is_reproducible(trained_run: Path, tmp_path: Path) -> None:
+    result = run(trained_run, "--n", "200", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    assert "frechet_distance" in result.output and "eval.json" in result.output
+    report = json.loads((trained_run / "eval.json").read_text())
+    assert set(report["metrics"]) == UNCONDITIONAL_KEYS
+    assert report["n"] == 200 and report["seed"] == 3 and "reference" not in report
+    assert 1.0 <= report["metrics"]["mnist_score"] <= 10.0
+    assert 0 <= report["metrics"]["modes_covered"] <= 10
+
+    again = run(trained_run, "--n", "200", "--seed", "3", "--out", tmp_path / "again.json", "--batch-size", "64")
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "again.json").read_text())["metrics"] == report["metrics"]
+
+    other = run(trained_run, "--n", "200", "--seed", "4", "--out", tmp_path / "other.json")
+    assert other.exit_code == 0, other.output
+    assert json.loads((tmp_path / "other.json").read_text())["metrics"] != report["metrics"]
+
+
+def test_eval_refuses_to_overwrite_unless_asked(trained_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scores.json"
+    out.write_text("{}")
+    assert_user_error(run(trained_run, "--n", "20", "--out", out), "already exists", "--overwrite")
+    assert out.read_text() == "{}"
+    result = run(trained_run, "--n", "20", "--out", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["n"] == 20
+
+
+def test_eval_of_an_export_writes_beside_it_and_adds_the_reference_row(trained_run: Path) -> None:
+    export = trained_run / "generator.safetensors"
+    result = run(export, "--n", "100", "--reference")
+    assert result.exit_code == 0, result.output
+    report = json.loads((trained_run / "generator.eval.json").read_text())
+    assert set(report["metrics"]) == UNCONDITIONAL_KEYS
+    assert set(report["reference"]) == set(METRICS)
+    assert "real data" in result.output
+    # real digits beat an untrained generator on every metric that has a direction
+    assert report["reference"]["frechet_distance"] < report["metrics"]["frechet_distance"]
+    assert report["reference"]["mnist_score"] > report["metrics"]["mnist_score"]
+
+
+def test_bad_paths_are_one_line_errors(tmp_path: Path) -> None:
+    assert_user_error(run(tmp_path / "nothing.safetensors", "--n", "20"), "nothing.safetensors")
+    assert_user_error(run(tmp_path, "--n", "20"), "not a gankit run folder")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all")
+    assert_user_error(run(junk, "--n", "20"), "junk.safetensors")
+
+
+def test_evaluate_generator_is_deterministic_and_scores_conditional_generators() -> None:
+    generator = create_plugin("generator", "mlp", {"num_classes": 10})
+    first = evaluate_generator(generator, n=50, seed=1, batch_size=16)
+    assert set(first) == set(METRICS)
+    assert 0.0 <= first["class_accuracy"] <= 1.0
+    assert evaluate_generator(generator, n=50, seed=1, batch_size=50) == first
+    with pytest.raises(ValueError, match="at least"):
+        evaluate_generator(generator, n=3)
+
+
+def test_real_training_images_score_as_the_floor() -> None:
+    floor = reference_metrics(n=1000, seed=0)
+    assert floor["modes_covered"] == 10
+    assert floor["class_accuracy"] > 0.98
+    assert floor["precision"] > 0.6 and floor["recall"] > 0.6
+    assert floor["mnist_score"] > 9
+    assert floor == reference_metrics(n=1000, seed=0)
