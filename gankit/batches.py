@@ -31,13 +31,23 @@ def epoch_order(size: int, *, seed: int, epoch: int) -> Tensor:
 class DeviceBatches:
     """Serves batches of one dataset split from device memory; drops the last incomplete batch of an epoch."""
 
-    def __init__(self, data: ImageData, *, batch_size: int, image_size: int, device: torch.device, seed: int) -> None:
+    def __init__(
+        self,
+        data: ImageData,
+        *,
+        batch_size: int,
+        image_size: int,
+        device: torch.device,
+        seed: int,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
         self.images = data.images.to(device)
         self.labels = data.labels.to(device)
         self.batch_size = batch_size
         self.image_size = image_size
         self.seed = seed
         self.device = device
+        self.memory_format = memory_format
         self.batches_per_epoch = len(self.images) // batch_size
 
     def order(self, epoch: int) -> Tensor:
@@ -46,4 +56,5 @@ class DeviceBatches:
     def batch(self, order: Tensor, index: int) -> tuple[Tensor, Tensor]:
         """Batch ``index`` of the epoch whose permutation is ``order``: images in [-1, 1] and int64 labels."""
         picked = order[index * self.batch_size : (index + 1) * self.batch_size]
-        return to_unit_range(self.images[picked], self.image_size), self.labels[picked]
+        images = to_unit_range(self.images[picked], self.image_size).contiguous(memory_format=self.memory_format)
+        return images, self.labels[picked]

@@ -51,6 +51,10 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of the weights, the data order and the noise.")
     device: DeviceChoice = Field("auto", description="Where to train: auto picks CUDA when available.")
     amp: AmpMode = Field("auto", description="Mixed precision: auto is bf16 (or fp16) on CUDA, off on CPU.")
+    channels_last: Literal["auto", "on", "off"] = Field(
+        "auto", description="Channels-last memory format: auto uses it for models that prefer it (DCGAN)."
+    )
+    compile: bool = Field(False, description="Run the generator and discriminator through torch.compile.")
     out: Path | None = Field(None, description="Run folder (default: runs/<gen>-<loss>-<time>).")
     log_every: int = Field(50, ge=1, description="Steps between metric lines (and host synchronisations).")
     sample_count: int = Field(64, ge=1, le=1024, description="Images in each sample grid.")

@@ -70,7 +70,15 @@ class _Plugin:
     api_version: ClassVar[int] = PLUGIN_API_VERSION
 
 
-class Generator(_Plugin, nn.Module, abc.ABC):
+class _Model(_Plugin):
+    """What the engine may ask of any model."""
+
+    prefers_channels_last: ClassVar[bool] = False
+    """Set True for convolutional models: the engine then keeps weights and batches in channels-last memory format,
+    which is faster for convolutions on recent CPUs and on tensor-core GPUs (``--channels-last auto``)."""
+
+
+class Generator(_Model, nn.Module, abc.ABC):
     """Maps latent vectors (and optional labels) to images in ``[-1, 1]``.
 
     Subclasses build their layers in ``__init__(self, options)`` after calling ``super().__init__(options)`` and
@@ -113,7 +121,7 @@ class Generator(_Plugin, nn.Module, abc.ABC):
         """Return images of shape ``(N, *image_shape)`` in ``[-1, 1]`` for latents of shape ``(N, latent_dim)``."""
 
 
-class Discriminator(_Plugin, nn.Module, abc.ABC):
+class Discriminator(_Model, nn.Module, abc.ABC):
     """Maps images (and optional labels) to one raw logit per image.
 
     No sigmoid inside: the losses work on logits, which is numerically stable and safe under autocast.

@@ -174,9 +174,20 @@ class RunFolder:
             raise ConfigError(f"{self.path} is not a gankit run folder (no checkpoint.safetensors)")
         config = self.read_config()
         plugin, options = config["generator"], config.get("generator_options", {})
+        if not isinstance(plugin, str) or not isinstance(options, dict):
+            raise ConfigError(f"{self.config_path} is not a gankit run configuration (generator or its options)")
         generator: Generator = registry.create("generator", plugin, options)
         state = load_checkpoint(self.checkpoint_path, device=device)
-        generator.load_state_dict(state["generator"])
+        weights = state.get("generator") if isinstance(state, dict) else None
+        if not isinstance(weights, dict):
+            raise ConfigError(f"{self.checkpoint_path} holds no generator weights; it is not a training checkpoint")
+        try:
+            generator.load_state_dict(weights)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[-1].strip()[:200]
+            raise ConfigError(
+                f"{self.checkpoint_path} does not fit generator '{plugin}' as configured in config.json: {first}"
+            ) from None
         return generator.to(device).eval(), plugin
 
 

@@ -145,8 +145,12 @@ class Trainer:
         self.config = config
         self.device = device
         self.precision = precision
-        self.generator = assembly.generator.to(device)
-        self.discriminator = assembly.discriminator.to(device)
+        self.memory_format = memory_format_for(config, assembly)
+        self.generator = assembly.generator.to(device).to(memory_format=self.memory_format)
+        self.discriminator = assembly.discriminator.to(device).to(memory_format=self.memory_format)
+        # The compiled callables share parameters with the modules; state dicts are taken from the modules.
+        self.run_generator = torch.compile(self.generator) if config.compile else self.generator
+        self.run_discriminator = torch.compile(self.discriminator) if config.compile else self.discriminator
         self.loss = assembly.loss
         self.conditional = self.generator.num_classes > 0
         self.batches = DeviceBatches(
@@ -155,6 +159,7 @@ class Trainer:
             image_size=self.generator.image_shape[-1],
             device=device,
             seed=config.seed,
+            memory_format=self.memory_format,
         )
         self.steps_per_epoch = self.batches.batches_per_epoch // config.d_steps
         if self.steps_per_epoch < 1:
@@ -195,7 +200,7 @@ class Trainer:
             last = index == len(real_batches) - 1
             with torch.set_grad_enabled(last), self.precision.autocast():
                 latent = self.generator.sample_latent(len(real), generator=self.noise)
-                fake = self.generator(latent, labels if self.conditional else None)
+                fake = self.run_generator(latent, labels if self.conditional else None)
             d_stats, d_skipped = self._discriminator_step(real, fake.detach(), labels)
             skipped = torch.maximum(skipped, d_skipped)
         assert fake is not None and real is not None
@@ -208,8 +213,8 @@ class Trainer:
         if self.loss.requires_real_grad:
             real = real.detach().requires_grad_(True)
         with self.precision.autocast():
-            real_logits = self.discriminator(real, cond)
-            fake_logits = self.discriminator(fake, cond)
+            real_logits = self.run_discriminator(real, cond)
+            fake_logits = self.run_discriminator(fake, cond)
             loss = self.loss.discriminator_loss(
                 DiscriminatorInputs(real, fake, real_logits, fake_logits, cond, self.discriminator, self.step)
             )
@@ -225,7 +230,7 @@ class Trainer:
         self.discriminator.requires_grad_(False)  # D's weight gradients are not needed for G's update
         try:
             with self.precision.autocast():
-                fake_logits = self.discriminator(fake, cond)
+                fake_logits = self.run_discriminator(fake, cond)
                 loss = self.loss.generator_loss(
                     GeneratorInputs(real, fake, fake_logits, cond, self.discriminator, self.step)
                 )
@@ -299,6 +304,13 @@ class Trainer:
         self.step = int(state["step"])
         self._elapsed_before = float(state.get("elapsed_s", 0.0))
         self._started = time.perf_counter()
+
+
+def memory_format_for(config: TrainConfig, assembly: Assembly) -> torch.memory_format:
+    """Channels-last when asked, or (``auto``) when both models say convolutions dominate them."""
+    prefer = assembly.generator.prefers_channels_last and assembly.discriminator.prefers_channels_last
+    wanted = config.channels_last == "on" or (config.channels_last == "auto" and prefer)
+    return torch.channels_last if wanted else torch.contiguous_format
 
 
 def make_adam(

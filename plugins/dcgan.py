@@ -85,6 +85,7 @@ class DCGANGenerator(Generator):
 
     Options = DCGANGeneratorOptions
     options: DCGANGeneratorOptions
+    prefers_channels_last = True
 
     def __init__(self, options: DCGANGeneratorOptions) -> None:
         super().__init__(options)
@@ -113,6 +114,7 @@ class DCGANDiscriminator(Discriminator):
 
     Options = DCGANDiscriminatorOptions
     options: DCGANDiscriminatorOptions
+    prefers_channels_last = True
 
     def __init__(self, options: DCGANDiscriminatorOptions) -> None:
         super().__init__(options)

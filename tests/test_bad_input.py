@@ -356,12 +356,6 @@ def test_export_of_a_run_whose_generator_plugin_is_not_installed(run_copy: Path,
     export_fails(run_copy, tmp_path, "unknown generator 'stylegan9'")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RunFolder.generator_from_checkpoint calls load_state_dict unguarded: a RuntimeError traceback "
-    "(reported to the lead; gankit/run_folder.py is his)",
-    raises=RuntimeError,
-)
 def test_export_of_a_checkpoint_whose_weights_disagree_with_the_config(
     trained: Path, run_copy: Path, tmp_path: Path
 ) -> None:
@@ -371,12 +365,6 @@ def test_export_of_a_checkpoint_whose_weights_disagree_with_the_config(
     export_fails(run_copy, tmp_path, "checkpoint.safetensors")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RunFolder.generator_from_checkpoint reads state['generator'] unguarded: a KeyError traceback "
-    "(reported to the lead; gankit/run_folder.py is his)",
-    raises=KeyError,
-)
 def test_export_of_a_checkpoint_without_a_generator(run_copy: Path, tmp_path: Path) -> None:
     save_checkpoint(run_copy / "checkpoint.safetensors", {"step": 1})
     export_fails(run_copy, tmp_path, "checkpoint.safetensors")

@@ -90,12 +90,12 @@ def test_feature_statistics_are_mean_and_unbiased_covariance() -> None:
 
 
 def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift() -> None:
-    a = gaussian(2000, [0.0] * 8, [1.0] * 8, seed=6)
-    b = gaussian(2000, [0.0] * 8, [1.0] * 8, seed=7)
+    a = gaussian(1000, [0.0] * 8, [1.0] * 8, seed=6)
+    b = gaussian(1000, [0.0] * 8, [1.0] * 8, seed=7)
     generator = torch.Generator().manual_seed(0)
-    same, same_std = kernel_inception_distance(a, a, subsets=20, subset_size=500, generator=generator)
-    independent, _ = kernel_inception_distance(a, b, subsets=20, subset_size=500, generator=generator)
-    shifted, shifted_std = kernel_inception_distance(a, b + 1.0, subsets=20, subset_size=500, generator=generator)
+    same, same_std = kernel_inception_distance(a, a, subsets=10, subset_size=300, generator=generator)
+    independent, _ = kernel_inception_distance(a, b, subsets=10, subset_size=300, generator=generator)
+    shifted, shifted_std = kernel_inception_distance(a, b + 1.0, subsets=10, subset_size=300, generator=generator)
     assert shifted > 0.1 and shifted_std < shifted / 5
     assert abs(same) < shifted / 100 and abs(independent) < shifted / 100
     assert same_std > 0
@@ -122,7 +122,7 @@ def test_kid_of_whole_sets_is_the_unbiased_mmd() -> None:
     yy = sum(k(b[i], b[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     xy = sum(k(a[i], b[j]) for i in range(m) for j in range(m)) / (m * m)
     kid, _ = kernel_inception_distance(a, b, subsets=3, subset_size=40)  # subsets of the whole set: all equal
-    assert kid == pytest.approx(xx + yy - 2 * xy, rel=1e-9)
+    assert kid == pytest.approx(xx + yy - 2 * xy, rel=1e-5)  # the kernel matrices are float32
 
 
 def test_metrics_refuse_mismatched_widths() -> None:

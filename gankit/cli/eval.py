@@ -14,11 +14,12 @@ def default_output(source: Path) -> Path:
 
 
 def _shown(value: float | None) -> str:
+    """Four significant digits; whole numbers (counts) as they are."""
     if value is None:
         return "-"
-    if value == int(value) and abs(value) < 1e6:
+    if value.is_integer() and abs(value) < 1e6:
         return str(int(value))
-    return f"{value:.4g}" if abs(value) >= 1e-3 else f"{value:.3e}"
+    return f"{value:.4g}"
 
 
 @click.command("eval")

@@ -60,6 +60,8 @@ def plugin_option_flags(function: FC) -> FC:
 @config_option("seed", "--seed", type=int)
 @config_option("device", "--device", type=click.Choice(["auto", "cpu", "cuda"]))
 @config_option("amp", "--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]))
+@config_option("channels_last", "--channels-last", type=click.Choice(["auto", "on", "off"]))
+@click.option("--compile/--no-compile", "compile", default=None, help=TrainConfig.model_fields["compile"].description)
 @config_option("out", "--out", type=click.Path(path_type=Path))
 @config_option("log_every", "--log-every", type=int)
 @config_option("sample_count", "--samples", type=int)

