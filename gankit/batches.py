@@ -7,6 +7,8 @@ runs reproducible and resumable at any step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -40,6 +42,7 @@ class DeviceBatches:
         device: torch.device,
         seed: int,
         memory_format: torch.memory_format = torch.contiguous_format,
+        shard: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         self.images = data.images.to(device)
         self.labels = data.labels.to(device)
@@ -48,6 +51,7 @@ class DeviceBatches:
         self.seed = seed
         self.device = device
         self.memory_format = memory_format
+        self.shard = shard or (lambda indices: indices)  # a distributed rank keeps only its slice of each batch
         self.batches_per_epoch = len(self.images) // batch_size
 
     def order(self, epoch: int) -> Tensor:
@@ -55,6 +59,6 @@ class DeviceBatches:
 
     def batch(self, order: Tensor, index: int) -> tuple[Tensor, Tensor]:
         """Batch ``index`` of the epoch whose permutation is ``order``: images in [-1, 1] and int64 labels."""
-        picked = order[index * self.batch_size : (index + 1) * self.batch_size]
+        picked = self.shard(order[index * self.batch_size : (index + 1) * self.batch_size])
         images = to_unit_range(self.images[picked], self.image_size).contiguous(memory_format=self.memory_format)
         return images, self.labels[picked]

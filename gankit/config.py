@@ -54,6 +54,9 @@ class TrainConfig(BaseModel):
     channels_last: Literal["auto", "on", "off"] = Field(
         "auto", description="Channels-last memory format: auto uses it for models that prefer it (DCGAN)."
     )
+    sync_batchnorm: bool = Field(
+        False, description="Synchronise BatchNorm statistics across processes (multi-GPU runs)."
+    )
     compile: bool = Field(False, description="Run the generator and discriminator through torch.compile.")
     out: Path | None = Field(None, description="Run folder (default: runs/<gen>-<loss>-<time>).")
     log_every: int = Field(50, ge=1, description="Steps between metric lines (and host synchronisations).")

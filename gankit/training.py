@@ -6,28 +6,32 @@ discriminator outputs are summed on the device and read every ``log_every`` step
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import Tensor
 
 import gankit
-from gankit import artifacts
+from gankit import artifacts, distributed
 from gankit.assembly import Assembly, assemble, load_data
 from gankit.batches import DeviceBatches
 from gankit.config import TrainConfig
-from gankit.errors import GankitError
+from gankit.distributed import Ranks, launched_ranks
+from gankit.errors import ConfigError, GankitError
 from gankit.export import save_generator, save_image_grid
 from gankit.health import HealthMonitor
 from gankit.interfaces import DiscriminatorInputs, GeneratorInputs
 from gankit.precision import Precision, resolve_device, resolve_precision
 from gankit.run_folder import RunFolder
 from gankit.stopping import StopRequest
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
 """What is summed on the device each step: both losses, mean D(x) and mean D(G(z)) as probabilities."""
@@ -125,9 +129,10 @@ class StatWindow:
         self.streak = (self.streak + skipped) * skipped  # consecutive skipped steps; 0 after a good one
         self.steps += 1
 
-    def read(self) -> tuple[list[float], int, int, float]:
-        """Mean stats, skipped steps, current skip streak and seconds since the window opened."""
+    def read(self, ranks: Ranks) -> tuple[list[float], int, int, float]:
+        """Mean stats (over steps and ranks), skipped steps, current skip streak and seconds since the window opened."""
         values = torch.cat([self.sums / max(self.steps, 1), self.skipped.reshape(1), self.streak.reshape(1)])
+        values = ranks.mean(values)
         *means, skipped, streak = values.tolist()
         return means, int(skipped), int(streak), time.perf_counter() - self.opened
 
@@ -141,16 +146,32 @@ class StatWindow:
 class Trainer:
     """One run: owns the models, optimizers, scalers, random streams and the step counter."""
 
-    def __init__(self, config: TrainConfig, assembly: Assembly, device: torch.device, precision: Precision) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        assembly: Assembly,
+        device: torch.device,
+        precision: Precision,
+        ranks: Ranks | None = None,
+    ) -> None:
         self.config = config
         self.device = device
         self.precision = precision
+        self.ranks = ranks or Ranks()
+        if config.batch_size % self.ranks.world_size:
+            raise ConfigError(
+                f"--batch-size {config.batch_size} is the global batch and must divide evenly over "
+                f"{self.ranks.world_size} processes"
+            )
         self.memory_format = memory_format_for(config, assembly)
-        self.generator = assembly.generator.to(device).to(memory_format=self.memory_format)
-        self.discriminator = assembly.discriminator.to(device).to(memory_format=self.memory_format)
-        # The compiled callables share parameters with the modules; state dicts are taken from the modules.
-        self.run_generator = torch.compile(self.generator) if config.compile else self.generator
-        self.run_discriminator = torch.compile(self.discriminator) if config.compile else self.discriminator
+        self.generator = self._prepare(assembly.generator)
+        self.discriminator = self._prepare(assembly.discriminator)
+        # What the steps call: possibly DDP-wrapped and compiled, sharing parameters with the plain modules, which
+        # are what state dicts come from. G's step runs the plain D: its weights are not updated there, so there is
+        # nothing for DDP to synchronise (and DDP would wait for gradients that never come).
+        self.run_generator = self._wrap(self.generator)
+        self.run_discriminator = self._wrap(self.discriminator)
+        self.plain_discriminator = torch.compile(self.discriminator) if config.compile else self.discriminator
         self.loss = assembly.loss
         self.conditional = self.generator.num_classes > 0
         self.batches = DeviceBatches(
@@ -160,6 +181,7 @@ class Trainer:
             device=device,
             seed=config.seed,
             memory_format=self.memory_format,
+            shard=self.ranks.shard,
         )
         self.steps_per_epoch = self.batches.batches_per_epoch // config.d_steps
         if self.steps_per_epoch < 1:
@@ -182,6 +204,20 @@ class Trainer:
         self._elapsed_before = 0.0
         self._started = time.perf_counter()
 
+    def _prepare(self, model: M) -> M:
+        model = model.to(self.device).to(memory_format=self.memory_format)
+        if self.config.sync_batchnorm and self.ranks.enabled:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
+        return model
+
+    def _wrap(self, model: torch.nn.Module) -> Any:
+        if self.ranks.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        return torch.compile(model) if self.config.compile else model
+
     @property
     def total_steps(self) -> int:
         planned = self.steps_per_epoch * self.config.epochs
@@ -199,7 +235,9 @@ class Trainer:
         for index, (real, labels) in enumerate(real_batches):
             last = index == len(real_batches) - 1
             with torch.set_grad_enabled(last), self.precision.autocast():
-                latent = self.generator.sample_latent(len(real), generator=self.noise)
+                # Every rank draws the global batch's latents from the same stream and keeps its slice.
+                global_batch = len(real) * self.ranks.world_size
+                latent = self.ranks.shard(self.generator.sample_latent(global_batch, generator=self.noise))
                 fake = self.run_generator(latent, labels if self.conditional else None)
             d_stats, d_skipped = self._discriminator_step(real, fake.detach(), labels)
             skipped = torch.maximum(skipped, d_skipped)
@@ -230,7 +268,7 @@ class Trainer:
         self.discriminator.requires_grad_(False)  # D's weight gradients are not needed for G's update
         try:
             with self.precision.autocast():
-                fake_logits = self.run_discriminator(fake, cond)
+                fake_logits = self.plain_discriminator(fake, cond)
                 loss = self.loss.generator_loss(
                     GeneratorInputs(real, fake, fake_logits, cond, self.discriminator, self.step)
                 )
@@ -251,6 +289,11 @@ class Trainer:
         scaler.step(optimizer)
         scaler.update()
         return (scaler._scale < scale_before).float().reshape(1)  # type: ignore[operator]
+
+    def weights_checksum(self) -> float:
+        """A float64 sum over every parameter and buffer: equal on all ranks when DDP keeps them in step."""
+        tensors = [*self.generator.state_dict().values(), *self.discriminator.state_dict().values()]
+        return float(sum(t.detach().double().sum() for t in tensors if t.is_floating_point()))
 
     def weights_finite(self) -> bool:
         """One host synchronisation for all parameters of both models."""
@@ -330,25 +373,42 @@ def train(
     With ``resume`` the run continues from the latest checkpoint in ``config.out`` and, on CPU, ends bit-identical
     to a run that was never interrupted. SIGINT/SIGTERM end the current step, save a checkpoint and raise
     ``TrainingInterrupted``; non-finite losses or weights raise ``DivergenceError`` with the last good checkpoint
-    kept.
+    kept. Launched by torchrun, each process trains its slice of every global batch and only rank 0 writes files.
     """
+    ranks = launched_ranks()
+    device = distributed.start(ranks, resolve_device(config.device))
+    try:
+        return _train(config, ranks, device, reporter if ranks.is_main else None, overwrite=overwrite, resume=resume)
+    finally:
+        distributed.stop(ranks)
+
+
+def _train(
+    config: TrainConfig,
+    ranks: Ranks,
+    device: torch.device,
+    reporter: Reporter | None,
+    *,
+    overwrite: bool,
+    resume: bool,
+) -> TrainResult:
     reporter = reporter or SilentReporter()
-    device = resolve_device(config.device)
     precision = resolve_precision(config.amp, device)
     out = config.out or RunFolder.default_path(config)
     if resume:
         run = RunFolder.open(out)
-    else:
+    elif ranks.is_main:
         RunFolder.check_available(out, overwrite=overwrite)  # fail before the slow part, create nothing yet
     seed_everything(config.seed)
     assembly = assemble(config, load_data(config))
-    trainer = Trainer(config, assembly, device, precision)
+    trainer = Trainer(config, assembly, device, precision, ranks)
     if not resume:
-        run = RunFolder.create(out, overwrite=overwrite)  # only once everything is known to be valid
+        run = RunFolder.create(out, overwrite=overwrite) if ranks.is_main else RunFolder(out)
     if resume:
         trainer.load_state(run.load_latest_checkpoint())
-        run.truncate_metrics(after_step=trainer.step)
-    else:
+        if ranks.is_main:
+            run.truncate_metrics(after_step=trainer.step)
+    elif ranks.is_main:
         run.write_config(
             {
                 **config.model_dump(mode="json"),
@@ -356,6 +416,7 @@ def train(
                 "discriminator": config.discriminator_name,
                 "resolved_device": str(device),
                 "resolved_amp": precision.name,
+                "world_size": ranks.world_size,
                 "gankit_version": gankit.__version__,
                 "torch_version": torch.__version__,
             }
@@ -369,9 +430,14 @@ def train(
     with StopRequest() as stop:
         last_metrics = _training_loop(trainer, run, reporter, stop)
     epochs_completed = -(-trainer.step // trainer.steps_per_epoch)
-    save_generator(trainer.generator, run.export_path, plugin_name=config.generator, overwrite=True)
-    artifacts.save_progress_gif(sorted(run.samples_dir.glob("epoch_*.png")), run.gif_path)
-    artifacts.plot_losses(run.read_metrics(), run.loss_plot_path)
+    checksums = ranks.gather_floats(trainer.weights_checksum(), device)
+    if ranks.is_main:
+        save_generator(trainer.generator, run.export_path, plugin_name=config.generator, overwrite=True)
+        artifacts.save_progress_gif(sorted(run.samples_dir.glob("epoch_*.png")), run.gif_path)
+        artifacts.plot_losses(run.read_metrics(), run.loss_plot_path)
+        if ranks.enabled:  # evidence that DDP kept every rank's weights identical
+            (run.path / "ranks.json").write_text(json.dumps({"weights_checksums": checksums}) + "\n")
+    ranks.barrier()
     result = TrainResult(run.path, trainer.step, epochs_completed, trainer.elapsed(), last_metrics)
     reporter.finish(result)
     return result
@@ -379,7 +445,7 @@ def train(
 
 def _training_loop(trainer: Trainer, run: RunFolder, reporter: Reporter, stop: StopRequest) -> dict[str, Any]:
     """Steps until ``total_steps``: logs every ``log_every``, grids and checkpoints at epoch ends, stops cleanly."""
-    config = trainer.config
+    config, ranks = trainer.config, trainer.ranks
     health = HealthMonitor()
     window = StatWindow(trainer.device, trainer.step)
     last_metrics: dict[str, Any] = {}
@@ -393,19 +459,23 @@ def _training_loop(trainer: Trainer, run: RunFolder, reporter: Reporter, stop: S
         trainer.step += 1
         epoch_done = trainer.step % trainer.steps_per_epoch == 0
         finished = trainer.step == trainer.total_steps
-        if trainer.step % config.log_every == 0 or epoch_done or finished or stop.requested:
+        log_now = trainer.step % config.log_every == 0 or epoch_done or finished
+        # Ranks agree on stopping only at log points, so a signal never leaves one rank a step ahead.
+        stopping = ranks.any(stop.requested, trainer.device) if (log_now or not ranks.enabled) else False
+        if log_now or stopping:
             last_metrics = _log(trainer, run, reporter, window, health)
-        if stop.requested:
+        if stopping:
             _save_checkpoint(trainer, run)
             raise TrainingInterrupted(
                 f"interrupted by {stop.name} at step {trainer.step}; checkpoint saved. "
                 f"Resume with: gankit train --resume {run.path}"
             )
         if epoch_done or finished:
-            grid_path = run.samples_dir / f"epoch_{epoch:03d}.png"
             samples = trainer.fixed_samples()
-            save_image_grid(samples, grid_path)
-            reporter.epoch_end(epoch, grid_path)
+            if ranks.is_main:
+                grid_path = run.samples_dir / f"epoch_{epoch:03d}.png"
+                save_image_grid(samples, grid_path)
+                reporter.epoch_end(epoch, grid_path)
             for warning in health.check_samples(samples):
                 reporter.warn(warning)
             _save_checkpoint(trainer, run)
@@ -421,7 +491,8 @@ def _save_checkpoint(trainer: Trainer, run: RunFolder) -> None:
             f"the weights stopped being finite by step {trainer.step}; the last good checkpoint is kept in "
             f"{run.path}. Lower the learning rates or try --amp off"
         )
-    run.save_checkpoint(trainer.state(), step=trainer.step, keep=trainer.config.keep_checkpoints)
+    if trainer.ranks.is_main:
+        run.save_checkpoint(trainer.state(), step=trainer.step, keep=trainer.config.keep_checkpoints)
 
 
 def _log(
@@ -429,7 +500,7 @@ def _log(
 ) -> dict[str, Any]:
     """Read the window's sums (the one host synchronisation per interval), write a metrics line, check health."""
     config = trainer.config
-    values, skipped, streak, seconds = window.read()
+    values, skipped, streak, seconds = window.read(trainer.ranks)
     metrics: dict[str, Any] = {
         "step": trainer.step,
         "epoch": trainer.step / trainer.steps_per_epoch,
@@ -452,7 +523,8 @@ def _log(
             f"fp16 gradient scaling skipped {streak} steps in a row by step {trainer.step}: the gradients overflow "
             f"every step; the last good checkpoint is kept in {run.path}. Try --amp bf16 or --amp off"
         )
-    run.append_metrics(metrics)
+    if trainer.ranks.is_main:
+        run.append_metrics(metrics)
     reporter.log(metrics)
     for warning in health.check(metrics):
         reporter.warn(warning)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +70,17 @@ def train(*, epochs: int, batch_size: int, lr: float, seed: int) -> tuple[DigitC
     return model, test_data
 
 
+def write_weights(state: dict[str, torch.Tensor], path: Path, info: dict[str, Any]) -> None:
+    """The weights as safetensors, with ``info`` as one JSON metadata string.
+
+    One metadata key, because safetensors writes its metadata map in an order that changes from run to run, and
+    the file's bytes (and so its sha256) must not.
+    """
+    tensors = {key: tensor.detach().contiguous() for key, tensor in state.items()}  # float32 weights
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"gankit.mnist_classifier": json.dumps(info, sort_keys=True)})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=WEIGHTS_PATH, help="where to write the weights")
@@ -86,18 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     model, test_data = train(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     test_accuracy = accuracy(model, test_data)
-    state = {key: tensor.detach().contiguous() for key, tensor in model.state_dict().items()}  # float32 weights
-    metadata = {
+    info = {
         "format": "gankit.mnist_classifier",
         "test_accuracy": f"{test_accuracy:.4f}",
-        "epochs": str(args.epochs),
-        "batch_size": str(args.batch_size),
-        "lr": str(args.lr),
-        "seed": str(args.seed),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
         "torch_version": torch.__version__,
     }
-    with atomic_output(args.out) as tmp:
-        save_file(state, str(tmp), metadata=metadata)
+    write_weights(model.state_dict(), args.out, info)
     digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
     print(f"test accuracy: {test_accuracy:.4f} on {len(test_data.images)} MNIST test images")
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes) in {time.perf_counter() - started:.0f} s")

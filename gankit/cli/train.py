@@ -76,11 +76,21 @@ def plugin_option_flags(function: FC) -> FC:
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file of these options.")
 @click.option("--overwrite", is_flag=True, help="Write into an existing run folder, replacing gankit's files there.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def command(config_file: Path | None, resume_dir: Path | None, overwrite: bool, quiet: bool, **flags: Any) -> None:
+@click.option(
+    "--nproc",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Launch this many processes on this machine through torchrun (DDP; gloo on CPU, NCCL on CUDA).",
+)
+def command(
+    config_file: Path | None, resume_dir: Path | None, overwrite: bool, quiet: bool, nproc: int | None, **flags: Any
+) -> None:
     """Train a GAN from plugins chosen by name; flags override --config.
 
     Example: gankit train --gen dcgan --loss nonsat --epochs 1
     """
+    if nproc is not None and nproc > 1:
+        launch_torchrun(nproc)
     for field, (flag, _) in OPTION_FLAGS.items():
         flags[field] = parse_key_values(flags[field], flag=flag) if flags[field] else None
     if flags["betas"] == ():
@@ -103,3 +113,18 @@ def command(config_file: Path | None, resume_dir: Path | None, overwrite: bool, 
     finally:
         if reporter is not None:
             reporter.close()
+
+
+def launch_torchrun(nproc: int) -> None:
+    """Re-run this very command under ``torchrun --nproc-per-node N -m gankit``, without ``--nproc``."""
+    import os
+    import subprocess
+    import sys
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("--nproc cannot be used inside torchrun; torchrun already started the processes")
+    args = sys.argv[1:]
+    index = next(i for i, arg in enumerate(args) if arg == "--nproc" or arg.startswith("--nproc="))
+    del args[index : index + (1 if "=" in args[index] else 2)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    raise SystemExit(subprocess.call([*command, "-m", "gankit", *args]))

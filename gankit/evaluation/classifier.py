@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from gankit.errors import ExportError
 
 WEIGHTS_PATH = Path(__file__).with_name("mnist_classifier.safetensors")
-WEIGHTS_SHA256 = "f74bec341fb1f2d4795fea13b72f3d5070e75c954e9ca74b70185a22adbdc92b"
+WEIGHTS_SHA256 = "b551359da61e90af59b6bad401b586ac4d14fc7d8565ade200ca42b5908663e3"
 """sha256 of ``WEIGHTS_PATH``, printed by ``scripts/train_classifier.py``; update both together."""
 
 IMAGE_SIDE = 28
