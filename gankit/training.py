@@ -207,6 +207,8 @@ class Trainer:
     def _prepare(self, model: M) -> M:
         model = model.to(self.device).to(memory_format=self.memory_format)
         if self.config.sync_batchnorm and self.ranks.enabled:
+            if self.device.type != "cuda":
+                raise ConfigError("--sync-batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel)")
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
         return model
 

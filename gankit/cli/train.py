@@ -61,12 +61,19 @@ def plugin_option_flags(function: FC) -> FC:
 @config_option("device", "--device", type=click.Choice(["auto", "cpu", "cuda"]))
 @config_option("amp", "--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]))
 @config_option("channels_last", "--channels-last", type=click.Choice(["auto", "on", "off"]))
+@click.option(
+    "--sync-batchnorm/--no-sync-batchnorm",
+    "sync_batchnorm",
+    default=None,
+    help=TrainConfig.model_fields["sync_batchnorm"].description,
+)
 @click.option("--compile/--no-compile", "compile", default=None, help=TrainConfig.model_fields["compile"].description)
 @config_option("out", "--out", type=click.Path(path_type=Path))
 @config_option("log_every", "--log-every", type=int)
 @config_option("sample_count", "--samples", type=int)
 @config_option("checkpoint_every", "--checkpoint-every", type=int)
 @config_option("keep_checkpoints", "--keep-checkpoints", type=int)
+@config_option("max_skipped_steps", "--max-skipped-steps", type=int)
 @click.option(
     "--resume",
     "resume_dir",
