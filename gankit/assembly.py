@@ -65,7 +65,7 @@ def assemble(config: TrainConfig, data: ImageData, *, plugins: Registry = regist
         config.generator,
         _with_defaults(
             config.generator_options,
-            flags={"image_size": config.image_size, "latent_dim": config.latent_dim},
+            flags={"image_size": config.image_size, "latent_dim": config.latent_dim, "num_classes": config.num_classes},
             derived=geometry,
             flag="--gen-opt",
         ),
@@ -75,7 +75,7 @@ def assemble(config: TrainConfig, data: ImageData, *, plugins: Registry = regist
         config.discriminator_name,
         _with_defaults(
             config.discriminator_options,
-            flags={"image_size": config.image_size},
+            flags={"image_size": config.image_size, "num_classes": config.num_classes},
             derived={**geometry, "num_classes": generator.num_classes},
             flag="--disc-opt",
         ),
@@ -98,6 +98,11 @@ def check_compatible(generator: Generator, discriminator: Discriminator, data: I
         )
     if discriminator.num_classes and not generator.num_classes:
         raise ConfigError("a conditional discriminator needs a conditional generator; set num_classes on both")
+    if discriminator.num_classes not in (0, generator.num_classes):
+        raise ConfigError(
+            f"the generator conditions on {generator.num_classes} classes but the discriminator on "
+            f"{discriminator.num_classes}; give both the same num_classes"
+        )
     if generator.num_classes and generator.num_classes < data.num_classes:
         raise ConfigError(
             f"the dataset has {data.num_classes} classes but the generator conditions on "

@@ -48,6 +48,9 @@ class TrainConfig(BaseModel):
     d_steps: int = Field(1, ge=1, le=100, description="Discriminator (critic) steps per generator step.")
     latent_dim: int | None = Field(None, ge=1, le=100_000, description="Latent size Z_DIM (default: plugin's).")
     image_size: int | None = Field(None, ge=4, le=1024, description="Image side X_DIM (default: dataset's).")
+    num_classes: int | None = Field(
+        None, ge=0, le=100_000, description="Condition both models on this many classes (10 for MNIST labels)."
+    )
     seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of the weights, the data order and the noise.")
     device: DeviceChoice = Field("auto", description="Where to train: auto picks CUDA when available.")
     amp: AmpMode = Field("auto", description="Mixed precision: auto is bf16 (or fp16) on CUDA, off on CPU.")

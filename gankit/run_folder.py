@@ -123,9 +123,13 @@ class RunFolder:
         moment leaves at least one complete checkpoint.
         """
         from gankit.checkpoint import read_checkpoint_metadata, save_checkpoint
+        from gankit.errors import ExportError
 
         if keep > 1 and self.checkpoint_path.is_file():
-            previous_step = int(read_checkpoint_metadata(self.checkpoint_path).get("step", "0"))
+            try:
+                previous_step = int(read_checkpoint_metadata(self.checkpoint_path).get("step", "0"))
+            except (ExportError, ValueError):
+                previous_step = step  # a damaged latest checkpoint is not worth keeping: just replace it
             if previous_step != step:
                 self.older_checkpoints_dir.mkdir(exist_ok=True)
                 kept = self.older_checkpoints_dir / f"step_{previous_step:09d}.safetensors"

@@ -77,7 +77,7 @@ def test_interrupted_run_resumes_bit_identical(tmp_path: Path, sig: int) -> None
 def test_resume_refuses_to_change_the_run_and_keeps_older_checkpoints(tmp_path: Path) -> None:
     run = tmp_path / "run"
     runner = CliRunner()
-    args = [*COMMON[:-4], "--epochs", "1", "--max-steps", "60", "--keep-checkpoints", "3"]
+    args = [*COMMON, "--epochs", "1", "--max-steps", "60", "--keep-checkpoints", "3"]  # later flags win
     assert runner.invoke(main, ["train", *args, "--out", str(run)]).exit_code == 0
     kept = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert kept == ["step_000000025.safetensors", "step_000000050.safetensors"]
@@ -88,7 +88,7 @@ def test_resume_refuses_to_change_the_run_and_keeps_older_checkpoints(tmp_path: 
 
     # A damaged latest checkpoint falls back to the one before it.
     (run / "checkpoint.safetensors").write_bytes(b"\x00" * 64)
-    result = runner.invoke(main, ["train", "--resume", str(run), "--max-steps", "70", "--quiet"])
+    result = runner.invoke(main, ["train", "--resume", str(run), "--epochs", "2", "--max-steps", "70", "--quiet"])
     assert result.exit_code == 0, result.output
     assert load_checkpoint(run / "checkpoint.safetensors")["step"] == 70
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]

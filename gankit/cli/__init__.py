@@ -42,9 +42,9 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    from gankit.cli import export, plugins, sample, train
+    from gankit.cli import eval, export, info, plugin_new, plugins, sample, train
 
-    for module in (train, sample, export, plugins):
+    for module in (train, sample, export, eval, plugins, info, plugin_new):
         main.add_command(module.command)
 
 

@@ -57,6 +57,7 @@ def plugin_option_flags(function: FC) -> FC:
 @config_option("d_steps", "--d-steps", type=int)
 @config_option("latent_dim", "--latent-size", type=int)
 @config_option("image_size", "--image-size", type=int)
+@config_option("num_classes", "--num-classes", type=int)
 @config_option("seed", "--seed", type=int)
 @config_option("device", "--device", type=click.Choice(["auto", "cpu", "cuda"]))
 @config_option("amp", "--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]))
