@@ -64,6 +64,13 @@ class TrainConfig(BaseModel):
     out: Path | None = Field(None, description="Run folder (default: runs/<gen>-<loss>-<time>).")
     log_every: int = Field(50, ge=1, description="Steps between metric lines (and host synchronisations).")
     sample_count: int = Field(64, ge=1, le=1024, description="Images in each sample grid.")
+    ema: bool = Field(False, description="Keep an EMA of G's weights (StyleGAN-style); sample, score and export it.")
+    ema_kimg: float = Field(10.0, ge=0, le=1e6, description="EMA half-life in thousands of images.")
+    ema_rampup: float | None = Field(0.05, ge=0, le=1, description="EMA ramp-up: half-life <= images seen x this.")
+    eval_every: int | None = Field(
+        None, ge=1, description="Score G (MNIST FD, KID, ...) every N steps and at the end; keep the best by FD."
+    )
+    eval_samples: int = Field(10_000, ge=100, le=100_000, description="Samples drawn for each evaluation.")
     checkpoint_every: int = Field(500, ge=1, description="Steps between checkpoints (also at every epoch end).")
     keep_checkpoints: int = Field(2, ge=1, le=1000, description="Checkpoints kept: the latest and older ones.")
     max_skipped_steps: int = Field(

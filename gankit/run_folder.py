@@ -18,7 +18,7 @@ from gankit.errors import ConfigError
 if TYPE_CHECKING:
     from gankit.interfaces import Generator
 
-RESUMABLE = ("epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints")
+RESUMABLE = ("epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every", "eval_samples")
 """The settings a resumed run may change; anything else would make it a different run."""
 
 
@@ -33,6 +33,7 @@ class RunFolder:
         self.checkpoint_path = path / "checkpoint.safetensors"
         self.older_checkpoints_dir = path / "checkpoints"
         self.export_path = path / "generator.safetensors"
+        self.best_export_path = path / "generator-best.safetensors"
         self.gif_path = path / "samples.gif"
         self.loss_plot_path = path / "loss.png"
 

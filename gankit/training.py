@@ -24,9 +24,10 @@ from gankit.batches import DeviceBatches
 from gankit.config import TrainConfig
 from gankit.distributed import Ranks, launched_ranks
 from gankit.errors import ConfigError, GankitError
+from gankit.evaluation.ema import GeneratorEMA
 from gankit.export import save_generator, save_image_grid
 from gankit.health import HealthMonitor
-from gankit.interfaces import DiscriminatorInputs, GeneratorInputs
+from gankit.interfaces import DiscriminatorInputs, Generator, GeneratorInputs
 from gankit.precision import Precision, resolve_device, resolve_precision
 from gankit.run_folder import RunFolder
 from gankit.stopping import StopRequest
@@ -200,6 +201,10 @@ class Trainer:
         self.fixed_labels = (
             torch.arange(config.sample_count, device=device) % self.generator.num_classes if self.conditional else None
         )
+        self.ema = (
+            GeneratorEMA(self.generator, ema_kimg=config.ema_kimg, ema_rampup=config.ema_rampup) if config.ema else None
+        )
+        self.best_frechet = math.inf
         self.step = 0
         self._elapsed_before = 0.0
         self._started = time.perf_counter()
@@ -292,6 +297,16 @@ class Trainer:
         scaler.update()
         return (scaler._scale < scale_before).float().reshape(1)  # type: ignore[operator]
 
+    @property
+    def sampling_generator(self) -> Generator:
+        """What grids, scores and the export use: the EMA of the weights when kept, else the generator itself."""
+        return self.ema.generator if self.ema is not None else self.generator
+
+    def after_step(self) -> None:
+        self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.generator, step=self.step, batch_size=self.config.batch_size)
+
     def weights_checksum(self) -> float:
         """A float64 sum over every parameter and buffer: equal on all ranks when DDP keeps them in step."""
         tensors = [*self.generator.state_dict().values(), *self.discriminator.state_dict().values()]
@@ -305,12 +320,14 @@ class Trainer:
     @torch.no_grad()
     def fixed_samples(self) -> Tensor:
         """Images from the run's fixed noise, in eval mode, so grids from different epochs are comparable."""
-        self.generator.eval()
+        generator = self.sampling_generator
+        was_training = generator.training
+        generator.eval()
         try:
             with self.precision.autocast():
-                images = self.generator(self.fixed_latent, self.fixed_labels)
+                images = generator(self.fixed_latent, self.fixed_labels)
         finally:
-            self.generator.train()
+            generator.train(was_training)
         return images.float().cpu()  # type: ignore[no-any-return]
 
     def state(self) -> dict[str, Any]:
@@ -327,7 +344,10 @@ class Trainer:
             "python_rng": random.getstate(),
             "step": self.step,
             "elapsed_s": self.elapsed(),
+            "best_frechet": self.best_frechet,
         }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -346,6 +366,11 @@ class Trainer:
         random.setstate(state["python_rng"])
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        if self.ema is not None:
+            if "ema" not in state:
+                raise ConfigError("this checkpoint has no EMA weights; resume without --ema")
+            self.ema.load_state_dict(state["ema"])
+        self.best_frechet = float(state.get("best_frechet", math.inf))
         self.step = int(state["step"])
         self._elapsed_before = float(state.get("elapsed_s", 0.0))
         self._started = time.perf_counter()
@@ -434,7 +459,7 @@ def _train(
     epochs_completed = -(-trainer.step // trainer.steps_per_epoch)
     checksums = ranks.gather_floats(trainer.weights_checksum(), device)
     if ranks.is_main:
-        save_generator(trainer.generator, run.export_path, plugin_name=config.generator, overwrite=True)
+        save_generator(trainer.sampling_generator, run.export_path, plugin_name=config.generator, overwrite=True)
         artifacts.save_progress_gif(sorted(run.samples_dir.glob("epoch_*.png")), run.gif_path)
         artifacts.plot_losses(run.read_metrics(), run.loss_plot_path)
         if ranks.enabled:  # evidence that DDP kept every rank's weights identical
@@ -458,14 +483,16 @@ def _training_loop(trainer: Trainer, run: RunFolder, reporter: Reporter, stop: S
             order = trainer.batches.order(epoch)
         first = index * config.d_steps
         window.add(trainer.train_step([trainer.batches.batch(order, first + j) for j in range(config.d_steps)]))
-        trainer.step += 1
+        trainer.after_step()
         epoch_done = trainer.step % trainer.steps_per_epoch == 0
         finished = trainer.step == trainer.total_steps
-        log_now = trainer.step % config.log_every == 0 or epoch_done or finished
+        evaluate_now = config.eval_every is not None and (trainer.step % config.eval_every == 0 or finished)
+        log_now = trainer.step % config.log_every == 0 or epoch_done or finished or evaluate_now
         # Ranks agree on stopping only at log points, so a signal never leaves one rank a step ahead.
         stopping = ranks.any(stop.requested, trainer.device) if (log_now or not ranks.enabled) else False
         if log_now or stopping:
-            last_metrics = _log(trainer, run, reporter, window, health)
+            scores = _evaluate(trainer, run) if evaluate_now else {}
+            last_metrics = _log(trainer, run, reporter, window, health, scores)
         if stopping:
             _save_checkpoint(trainer, run)
             raise TrainingInterrupted(
@@ -497,8 +524,29 @@ def _save_checkpoint(trainer: Trainer, run: RunFolder) -> None:
         run.save_checkpoint(trainer.state(), step=trainer.step, keep=trainer.config.keep_checkpoints)
 
 
+def _evaluate(trainer: Trainer, run: RunFolder) -> dict[str, float]:
+    """Score the sampling generator on the main rank; export it as the best when its Frechet distance improves."""
+    if not trainer.ranks.is_main:
+        return {}
+    from gankit.evaluation.evaluate import evaluate_generator
+
+    generator = trainer.sampling_generator
+    scores = evaluate_generator(
+        generator, n=trainer.config.eval_samples, seed=trainer.config.seed, device=trainer.device
+    )
+    if scores["frechet_distance"] < trainer.best_frechet:
+        trainer.best_frechet = scores["frechet_distance"]
+        save_generator(generator, run.best_export_path, plugin_name=trainer.config.generator, overwrite=True)
+    return {f"eval/{name}": value for name, value in scores.items()}
+
+
 def _log(
-    trainer: Trainer, run: RunFolder, reporter: Reporter, window: StatWindow, health: HealthMonitor
+    trainer: Trainer,
+    run: RunFolder,
+    reporter: Reporter,
+    window: StatWindow,
+    health: HealthMonitor,
+    scores: dict[str, float],
 ) -> dict[str, Any]:
     """Read the window's sums (the one host synchronisation per interval), write a metrics line, check health."""
     config = trainer.config
@@ -510,6 +558,7 @@ def _log(
         "images_per_sec": window.steps * config.batch_size * config.d_steps / max(seconds, 1e-9),
         "elapsed_s": trainer.elapsed(),
         "peak_memory_mb": peak_memory_mb(trainer.device),
+        **scores,
     }
     if trainer.precision.scaled:
         metrics["fp16_skipped_steps"] = skipped

@@ -133,3 +133,19 @@ def test_short_run_on_real_mnist_moves_the_losses(tmp_path: Path) -> None:
     g_losses = [m["g_loss"] for m in metrics]
     assert max(d_losses) - min(d_losses) > 0.05 and max(g_losses) - min(g_losses) > 0.05
     assert metrics[-1]["d_real"] > metrics[-1]["d_fake"]
+
+
+def test_ema_and_periodic_evaluation_keep_the_best_generator(tmp_path: Path) -> None:
+    result = train(fake_config(tmp_path, ema=True, eval_every=3, eval_samples=200, max_steps=6, epochs=2))
+    lines = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    scored = [line for line in lines if "eval/frechet_distance" in line]
+    assert [line["step"] for line in scored] == [3, 6]
+    assert {"eval/kid", "eval/precision", "eval/recall", "eval/mnist_score", "eval/modes_covered"} <= set(scored[0])
+    assert (result.run_dir / "generator-best.safetensors").is_file()
+    state = load_file(result.run_dir / "checkpoint.safetensors")
+    assert any(key.startswith("ema/") for key in state)
+    # The export is the EMA generator, which differs from the raw generator in the checkpoint.
+    exported = load_file(result.export_path)
+    raw = {key.removeprefix("generator/"): value for key, value in state.items() if key.startswith("generator/")}
+    shared = [key for key in exported if key in raw and exported[key].is_floating_point()]
+    assert shared and not all(torch.equal(exported[key], raw[key]) for key in shared)
