@@ -24,6 +24,22 @@ import workloads as w
 
 from gankit.interfaces import ImageData
 
+RATES = pytest.StashKey[list[tuple[str, str, float]]]()
+"""(group, test, images per second) of every benchmark run, for the summary at the end."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[RATES] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    rates = sorted(config.stash.get(RATES, []))
+    if not rates:
+        return
+    terminalreporter.section("images per second (median round)")
+    for group, name, rate in rates:
+        terminalreporter.line(f"{group:<16} {name:<44} {rate:>14,.0f}")
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--bench-quick", action="store_true", help="gankit benchmarks: tiny models and batches, one round")
@@ -54,7 +70,7 @@ def torchvision_root(tmp_path_factory: pytest.TempPathFactory, mnist: ImageData)
 
 
 @pytest.fixture
-def images_per_sec(benchmark: Any, rounds: int) -> Callable[[Callable[[], int]], float]:
+def images_per_sec(benchmark: Any, rounds: int, request: pytest.FixtureRequest) -> Callable[[Callable[[], int]], float]:
     """Time ``unit`` (which returns how many images it processed) with pytest-benchmark; images per second."""
 
     def measure(unit: Callable[[], int]) -> float:
@@ -62,6 +78,7 @@ def images_per_sec(benchmark: Any, rounds: int) -> Callable[[Callable[[], int]],
         rate = float(images / benchmark.stats.stats.median)
         benchmark.extra_info["images"] = images
         benchmark.extra_info["images_per_sec"] = rate
+        request.config.stash[RATES].append((benchmark.group or "", request.node.name, rate))
         return rate
 
     return measure

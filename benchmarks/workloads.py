@@ -215,7 +215,7 @@ def endless(loader: torch.utils.data.DataLoader[Any]) -> Iterator[Any]:
 
 
 def train_config(
-    model: str, image_size: int, scale: Scale, *, channels_last: str = "auto", device: str = "cpu"
+    model: str, image_size: int, scale: Scale, *, channels_last: str = "auto", device: str = "cpu", **overrides: Any
 ) -> TrainConfig:
     """The configuration of ``gankit train --gen MODEL --image-size SIZE`` at ``scale``, otherwise the defaults."""
     options = {"width": scale.dcgan_width} if model == "dcgan" else {"hidden": scale.mlp_hidden}
@@ -233,6 +233,7 @@ def train_config(
             "lr_g": LR,
             "lr_d": LR,
             "betas": BETAS,
+            **overrides,
         }
     )
 
@@ -266,7 +267,7 @@ class GankitLoop:
             first = index * config.d_steps
             real = [trainer.batches.batch(self.order, first + j) for j in range(config.d_steps)]
             self.window.add(trainer.train_step(real))
-            trainer.step += 1
+            trainer.after_step()
             if trainer.step % config.log_every == 0:
                 self.window.read(trainer.ranks)
                 self.window.reset(trainer.step)
