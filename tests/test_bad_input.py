@@ -17,31 +17,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from cli_helpers import assert_user_error, run
+from click.testing import Result
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from gankit.checkpoint import save_checkpoint
-from gankit.cli import main
 from gankit.config import build_config
 from gankit.registry import registry
 from gankit.training import train
 
 FAKE = ["--dataset", "fake", "--data-opt", "size=16", "--batch-size", "8", "--device", "cpu", "--quiet"]
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
-
-
-def assert_user_error(result: Result, *fragments: str) -> None:
-    """Exit code 2, one line starting with 'Error:' holding every fragment, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(error_lines) == 1, result.output
-    for fragment in fragments:
-        assert fragment in error_lines[0], result.output
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -6,25 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
-
-from gankit.cli import main
+from cli_helpers import assert_user_error, run
 
 FAKE = ["--dataset", "fake", "--data-opt", "size=64", "--batch-size", "16", "--device", "cpu", "--quiet"]
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
-
-
-def assert_user_error(result: Result, *fragments: str) -> None:
-    """Exit code 2, one line starting with 'Error:', no traceback."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(error_lines) == 1, result.output
-    for fragment in fragments:
-        assert fragment in error_lines[0], result.output
 
 
 @pytest.fixture(scope="module")

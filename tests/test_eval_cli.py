@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import pytest
-from click.testing import CliRunner, Result
+from cli_helpers import assert_user_error, run
 
-from gankit.cli import GankitGroup
-from gankit.cli.eval import command as eval_command
 from gankit.config import build_config
 from gankit.evaluation.evaluate import (
     METRICS,
@@ -25,26 +22,6 @@ from gankit.training import train
 pytestmark = pytest.mark.slow  # the first evaluation of a process classifies the 10,000 MNIST test images
 
 UNCONDITIONAL_KEYS = set(METRICS) - {"class_accuracy"}
-
-
-def cli() -> click.Group:
-    """The command inside gankit's group, which turns library errors into one line and exit code 2."""
-    group = GankitGroup()
-    group.add_command(eval_command)
-    return group
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli(), ["eval", *(str(arg) for arg in args)], catch_exceptions=False)
-
-
-def assert_user_error(result: Result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(error_lines) == 1, result.output
-    for fragment in fragments:
-        assert fragment in error_lines[0], result.output
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +43,14 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_help() -> None:
-    result = run("--help")
+    result = run("eval", "--help")
     assert result.exit_code == 0
     for flag in ("--n", "--seed", "--batch-size", "--device", "--out", "--overwrite", "--reference"):
         assert flag in result.output
 
 
 def test_eval_of_a_run_folder_writes_eval_json_and_is_reproducible(trained_run: Path, tmp_path: Path) -> None:
-    result = run(trained_run, "--n", "200", "--seed", "3")
+    result = run("eval", trained_run, "--n", "200", "--seed", "3")
     assert result.exit_code == 0, result.output
     assert "frechet_distance" in result.output and "eval.json" in result.output
     report = json.loads((trained_run / "eval.json").read_text())
@@ -82,11 +59,11 @@ def test_eval_of_a_run_folder_writes_eval_json_and_is_reproducible(trained_run: 
     assert 1.0 <= report["metrics"]["mnist_score"] <= 10.0
     assert 0 <= report["metrics"]["modes_covered"] <= 10
 
-    again = run(trained_run, "--n", "200", "--seed", "3", "--out", tmp_path / "again.json")
+    again = run("eval", trained_run, "--n", "200", "--seed", "3", "--out", tmp_path / "again.json")
     assert again.exit_code == 0, again.output
     assert json.loads((tmp_path / "again.json").read_text())["metrics"] == report["metrics"]
 
-    other = run(trained_run, "--n", "200", "--seed", "4", "--out", tmp_path / "other.json")
+    other = run("eval", trained_run, "--n", "200", "--seed", "4", "--out", tmp_path / "other.json")
     assert other.exit_code == 0, other.output
     assert json.loads((tmp_path / "other.json").read_text())["metrics"] != report["metrics"]
 
@@ -94,16 +71,16 @@ def test_eval_of_a_run_folder_writes_eval_json_and_is_reproducible(trained_run: 
 def test_eval_refuses_to_overwrite_unless_asked(trained_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "scores.json"
     out.write_text("{}")
-    assert_user_error(run(trained_run, "--n", "20", "--out", out), "already exists", "--overwrite")
+    assert_user_error(run("eval", trained_run, "--n", "20", "--out", out), "already exists", "--overwrite")
     assert out.read_text() == "{}"
-    result = run(trained_run, "--n", "20", "--out", out, "--overwrite")
+    result = run("eval", trained_run, "--n", "20", "--out", out, "--overwrite")
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["n"] == 20
 
 
 def test_eval_of_an_export_writes_beside_it_and_adds_the_reference_row(trained_run: Path) -> None:
     export = trained_run / "generator.safetensors"
-    result = run(export, "--n", "100", "--reference")
+    result = run("eval", export, "--n", "100", "--reference")
     assert result.exit_code == 0, result.output
     report = json.loads((trained_run / "generator.eval.json").read_text())
     assert set(report["metrics"]) == UNCONDITIONAL_KEYS
@@ -115,11 +92,11 @@ def test_eval_of_an_export_writes_beside_it_and_adds_the_reference_row(trained_r
 
 
 def test_bad_paths_are_one_line_errors(tmp_path: Path) -> None:
-    assert_user_error(run(tmp_path / "nothing.safetensors", "--n", "20"), "nothing.safetensors")
-    assert_user_error(run(tmp_path, "--n", "20"), "not a gankit run folder")
+    assert_user_error(run("eval", tmp_path / "nothing.safetensors", "--n", "20"), "nothing.safetensors")
+    assert_user_error(run("eval", tmp_path, "--n", "20"), "not a gankit run folder")
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a safetensors file at all")
-    assert_user_error(run(junk, "--n", "20"), "junk.safetensors")
+    assert_user_error(run("eval", junk, "--n", "20"), "junk.safetensors")
 
 
 def test_evaluate_generator_is_deterministic_and_scores_conditional_generators() -> None:

@@ -16,13 +16,11 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
-import click
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from cli_helpers import assert_user_error, run
 from torch import Tensor, nn
 
-from gankit.cli import GankitGroup, info, main
 from gankit.errors import ConfigError, PluginError
 from gankit.export import read_export_metadata
 from gankit.interfaces import Generator, GeneratorOptions
@@ -80,23 +78,6 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def cli() -> click.Group:
-    """gankit's commands, with ``info`` added if it is not registered on ``main`` yet."""
-    return GankitGroup("gankit", commands={"info": info.command, **main.commands})
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli(), [str(arg) for arg in args], catch_exceptions=False)
-
-
-def assert_user_error(result: Result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and "Traceback" not in result.output, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], result.output
 
 
 def train(out: Path, *args: str) -> dict[str, float]:

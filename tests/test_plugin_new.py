@@ -12,34 +12,16 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import click
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from cli_helpers import assert_user_error, run
 
-from gankit.cli import GankitGroup, main, plugin_new
+from gankit.cli import plugin_new
 from gankit.registry import registry
 
 NAME = f"skeltest{os.getpid()}"
 """Unique per test process, since parallel test runs share the environment the skeleton is installed into."""
 STALE_PREFIX = "gankit-skeltest"
-
-
-def cli() -> click.Group:
-    """gankit's commands, with ``plugin`` added if it is not registered on ``main`` yet."""
-    return GankitGroup("gankit", commands={"plugin": plugin_new.command, **main.commands})
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli(), [str(arg) for arg in args], catch_exceptions=False)
-
-
-def assert_user_error(result: Result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and "Traceback" not in result.output, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], result.output
 
 
 def pip(*args: str) -> None:

@@ -17,9 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
-
-from gankit.cli import main
+from cli_helpers import assert_user_error, run
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("gankit", "plugins", "examples")
@@ -230,20 +228,6 @@ def test_the_scanner_passes_harmless_code(source: str) -> None:
 
 FAKE = ["--dataset", "fake", "--data-opt", "size=16", "--batch-size", "8", "--device", "cpu", "--quiet"]
 CANARY = "gankit_security_canary"
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
-
-
-def assert_user_error(result: Result, *fragments: str) -> None:
-    """Exit code 2, one line starting with 'Error:' holding every fragment, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(error_lines) == 1, result.output
-    for fragment in fragments:
-        assert fragment in error_lines[0], result.output
 
 
 @pytest.fixture

@@ -1,0 +1,24 @@
+"""What the CLI tests share: invoking ``gankit`` in-process and the shape of a user error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from gankit.cli import main
+
+
+def run(*args: str | Path) -> Result:
+    """``gankit ARGS`` through click's runner; exceptions other than exits propagate, so bugs show as failures."""
+    return CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
+
+
+def assert_user_error(result: Result, *fragments: str) -> None:
+    """Exit code 2, exactly one line starting with 'Error:' holding every fragment, and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1, result.output
+    for fragment in fragments:
+        assert fragment in error_lines[0], result.output
