@@ -1,7 +1,7 @@
 """gankit against the seeds' pipeline and a raw loop, measured in one process, printed as a table of ratios.
 
-    python benchmarks/compare.py                     # the figures of docs/performance.md (about 15 min, 2-core CPU)
-    python benchmarks/compare.py --quick             # the same code at tiny sizes: a smoke run of a few seconds
+    python benchmarks/compare.py                     # the figures of docs/performance.md
+    python benchmarks/compare.py --quick             # the same code at tiny sizes: a smoke run
     python benchmarks/compare.py --only data --json data.json
 
 Candidates of one comparison run in turn (A B A B ... for ``--rounds`` rounds) after ``--warmup`` untimed rounds,
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     info = w.machine()
     print_machine(info, args)
     print(f"  sizes: {'QUICK (smoke run; the targets do not apply)' if args.quick else 'FULL'} {asdict(scale)}")
-    report: dict[str, Any] = {"machine": info, "settings": {**vars(args), "json": None, "scale": asdict(scale)}}
+    report: dict[str, Any] = {"machine": info, "settings": {**vars(args), "scale": asdict(scale)}}
     sections: dict[str, list[Row]] = {}
     with tempfile.TemporaryDirectory(prefix="gankit-bench-") as tmp:
         folder = Path(tmp)

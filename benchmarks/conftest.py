@@ -3,7 +3,7 @@
 Benchmarks are opt-in: the root configuration collects ``tests/`` only and deselects the ``benchmark`` marker, so
 they run only when asked for::
 
-    pytest benchmarks -m benchmark                    # the figures (about 15 minutes on a 2-core CPU)
+    pytest benchmarks -m benchmark                    # the figures of docs/performance.md
     pytest benchmarks -m benchmark --bench-quick      # the same code at tiny sizes, one round: a smoke run
     pytest benchmarks -m benchmark -k data --benchmark-json data.json
 

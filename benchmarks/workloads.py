@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gankit.assembly import assemble
-from gankit.batches import DeviceBatches
+from gankit.batches import DeviceBatches, resized_uint8
 from gankit.config import TrainConfig, build_config
 from gankit.data import read_idx
 from gankit.export import load_generator, sample_images, save_generator
@@ -279,9 +279,9 @@ class GankitLoop:
 class RawLoop:
     """gankit's math written as a plain loop: what the engine's step would cost with no framework at all.
 
-    Same models and initial weights, same batches (uint8 on the device, gathered, scaled, resized), same losses from
-    logits with softplus, Adam foreach (fused on CUDA), ``zero_grad(set_to_none=True)``, D frozen for G's update,
-    the same memory format, statistics summed on the device and read every ``log_every`` steps.
+    Same models and initial weights, same batches (uint8 on the device, resized once, gathered, scaled), same
+    losses from logits with softplus, Adam foreach (fused on CUDA), ``zero_grad(set_to_none=True)``, D frozen for
+    G's update, the same memory format, statistics summed on the device and read every ``log_every`` steps.
     """
 
     def __init__(self, config: TrainConfig, data: ImageData) -> None:
@@ -293,9 +293,9 @@ class RawLoop:
         self.D = assembly.discriminator.to(device).to(memory_format=self.memory_format)
         self.opt_g = make_adam(self.G, lr=config.lr_g, betas=config.betas, device=device)
         self.opt_d = make_adam(self.D, lr=config.lr_d, betas=config.betas, device=device)
-        self.images = data.images.to(device)
-        self.batch_size = config.batch_size
         self.image_size = self.G.image_shape[-1]
+        self.images = resized_uint8(data.images.to(device), self.image_size)  # resized once, as gankit does
+        self.batch_size = config.batch_size
         self.latent_dim = self.G.latent_dim
         self.log_every = config.log_every
         self.seed = config.seed
@@ -312,8 +312,6 @@ class RawLoop:
             self.order = torch.randperm(len(self.images), generator=generator).to(self.device)
         picked = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         real = self.images[picked].float().mul_(2.0 / 255.0).sub_(1.0)
-        if self.image_size != real.shape[-1]:
-            real = F.interpolate(real, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
         return real.contiguous(memory_format=self.memory_format)
 
     def run(self, steps: int) -> int:

@@ -205,6 +205,7 @@ class Trainer:
             GeneratorEMA(self.generator, ema_kimg=config.ema_kimg, ema_rampup=config.ema_rampup) if config.ema else None
         )
         self.best_frechet = math.inf
+        self._no_skip = torch.zeros((), device=device)
         self.step = 0
         self._elapsed_before = 0.0
         self._started = time.perf_counter()
@@ -235,10 +236,12 @@ class Trainer:
         return self._elapsed_before + time.perf_counter() - self._started
 
     def train_step(self, real_batches: list[tuple[Tensor, Tensor]]) -> Tensor:
-        """``d_steps`` discriminator updates then one generator update; returns the step's stats on the device."""
-        d_stats = torch.zeros(3, device=self.device)
-        skipped = torch.zeros(1, device=self.device)
-        fake = labels = real = None
+        """``d_steps`` discriminator updates then one generator update; returns the step's stats on the device.
+
+        The stats are ``STAT_NAMES`` followed by 1.0 when fp16 scaling skipped an update of this step.
+        """
+        skipped: Tensor | None = None
+        d_stats = fake = labels = real = None
         for index, (real, labels) in enumerate(real_batches):
             last = index == len(real_batches) - 1
             with torch.set_grad_enabled(last), self.precision.autocast():
@@ -247,13 +250,17 @@ class Trainer:
                 latent = self.ranks.shard(self.generator.sample_latent(global_batch, generator=self.noise))
                 fake = self.run_generator(latent, labels if self.conditional else None)
             d_stats, d_skipped = self._discriminator_step(real, fake.detach(), labels)
-            skipped = torch.maximum(skipped, d_skipped)
-        assert fake is not None and real is not None
+            skipped = _either(skipped, d_skipped)
+        assert d_stats is not None and fake is not None and real is not None
         g_loss, g_skipped = self._generator_step(real, fake, labels)
-        skipped = torch.maximum(skipped, g_skipped)
-        return torch.cat([d_stats[:1], g_loss.detach().float().reshape(1), d_stats[1:], skipped])
+        skipped = _either(skipped, g_skipped)
+        d_loss, d_real, d_fake = d_stats
+        flag = skipped if skipped is not None else self._no_skip
+        return torch.stack([d_loss, g_loss.detach().float(), d_real, d_fake, flag])
 
-    def _discriminator_step(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _discriminator_step(
+        self, real: Tensor, fake: Tensor, labels: Tensor | None
+    ) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor | None]:
         cond = labels if self.conditional else None
         if self.loss.requires_real_grad:
             real = real.detach().requires_grad_(True)
@@ -265,12 +272,14 @@ class Trainer:
             )
         skipped = self._update(loss, self.optimizer_d, self.scaler_d)
         with torch.no_grad():
-            stats = torch.stack(
-                [loss.detach().float(), real_logits.float().sigmoid().mean(), fake_logits.float().sigmoid().mean()]
+            stats = (
+                loss.detach().float(),
+                real_logits.detach().float().sigmoid().mean(),
+                fake_logits.detach().float().sigmoid().mean(),
             )
         return stats, skipped
 
-    def _generator_step(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _generator_step(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
         cond = labels if self.conditional else None
         self.discriminator.requires_grad_(False)  # D's weight gradients are not needed for G's update
         try:
@@ -284,18 +293,19 @@ class Trainer:
             self.discriminator.requires_grad_(True)
         return loss, skipped
 
-    def _update(self, loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> Tensor:
-        """One optimizer step; returns 1.0 (on the device) when fp16 scaling found inf/NaN and skipped it."""
+    def _update(self, loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> Tensor | None:
+        """One optimizer step; under fp16, also 1.0 (on the device) when scaling found inf/NaN and skipped it."""
         optimizer.zero_grad(set_to_none=True)
+        if not scaler.is_enabled():
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            return None
         scaled: Tensor = scaler.scale(loss)
         scaled.backward()  # type: ignore[no-untyped-call]
-        if not scaler.is_enabled():
-            optimizer.step()
-            return torch.zeros(1, device=self.device)
         scale_before = scaler._scale.clone()  # type: ignore[union-attr]  # set by scale(); update() halves it on inf
         scaler.step(optimizer)
         scaler.update()
-        return (scaler._scale < scale_before).float().reshape(1)  # type: ignore[operator]
+        return (scaler._scale < scale_before).float()  # type: ignore[operator]
 
     @property
     def sampling_generator(self) -> Generator:
@@ -374,6 +384,13 @@ class Trainer:
         self.step = int(state["step"])
         self._elapsed_before = float(state.get("elapsed_s", 0.0))
         self._started = time.perf_counter()
+
+
+def _either(first: Tensor | None, second: Tensor | None) -> Tensor | None:
+    """Logical or of two optional 0/1 flags on the device."""
+    if first is None or second is None:
+        return second if first is None else first
+    return torch.maximum(first, second)
 
 
 def memory_format_for(config: TrainConfig, assembly: Assembly) -> torch.memory_format:
