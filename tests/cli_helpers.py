@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -22,3 +25,15 @@ def assert_user_error(result: Result, *fragments: str) -> None:
     assert len(error_lines) == 1, result.output
     for fragment in fragments:
         assert fragment in error_lines[0], result.output
+
+
+def pytest_in(folder: Path) -> subprocess.CompletedProcess[str]:
+    """Run a package's own test suite in a fresh interpreter, as its author would (``pytest`` in its folder)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=folder,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import assert_user_error, run
+from cli_helpers import assert_user_error, pytest_in, run
 from torch import Tensor, nn
 
 from gankit.errors import ConfigError, PluginError
@@ -137,14 +136,7 @@ def test_resnet_pair_trains_on_mnist_exports_and_samples(tmp_path: Path) -> None
 @pytest.mark.slow
 @pytest.mark.usefixtures("extras")
 def test_the_package_passes_its_own_tests() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=EXAMPLE,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = pytest_in(EXAMPLE)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
 

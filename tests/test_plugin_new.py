@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 import torch
-from cli_helpers import assert_user_error, run
+from cli_helpers import assert_user_error, pytest_in, run
 
 from gankit.cli import plugin_new
 from gankit.registry import registry
@@ -86,14 +86,7 @@ def test_writes_a_complete_package(skeleton: Path) -> None:
 
 @pytest.mark.slow
 def test_the_package_passes_its_own_tests_at_once(skeleton: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=skeleton,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = pytest_in(skeleton)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "4 passed" in result.stdout
 
