@@ -33,6 +33,7 @@ from gankit.export import (
     FORMAT_VERSION,
     atomic_write,
     check_format,
+    checked_metadata,
     read_safetensors_header,
     standalone_tensors,
 )
@@ -181,13 +182,7 @@ def save_checkpoint(path: Path, state: dict[str, Any], *, metadata: dict[str, st
     ``metadata`` adds free-form strings (run id, step) readable without loading tensors through
     ``read_checkpoint_metadata``; it may not use the keys in ``RESERVED_METADATA``.
     """
-    extra = dict(metadata or {})
-    clashes = sorted(set(extra) & set(RESERVED_METADATA))
-    if clashes:
-        raise ExportError(f"checkpoint metadata may not replace the reserved key(s): {', '.join(clashes)}")
-    for key, value in extra.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise ExportError(f"checkpoint metadata must map strings to strings; got {key!r}: {type(value).__name__}")
+    extra = checked_metadata(metadata, reserved=RESERVED_METADATA, what="checkpoint metadata")
     tensors, skeleton = flatten_state(state)
     header = {
         "format": CHECKPOINT_FORMAT,

@@ -157,6 +157,18 @@ def standalone_tensors(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def checked_metadata(metadata: Mapping[str, str] | None, *, reserved: tuple[str, ...], what: str) -> dict[str, str]:
+    """Free-form metadata a caller adds to a file: strings only, and none of the keys the format itself writes."""
+    extra = dict(metadata or {})
+    clashes = sorted(set(extra) & set(reserved))
+    if clashes:
+        raise ExportError(f"{what} may not replace the reserved key(s): {', '.join(clashes)}")
+    for key, value in extra.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ExportError(f"{what} must map strings to strings; got {key!r}: {type(value).__name__}")
+    return extra
+
+
 def save_generator(
     generator: Generator,
     path: Path,
@@ -173,13 +185,7 @@ def save_generator(
     """
     if not isinstance(generator, Generator):
         raise TypeError(f"expected a gankit Generator, got {type(generator).__name__}")
-    extra = dict(extra or {})
-    clashes = sorted(set(extra) & set(METADATA_KEYS))
-    if clashes:
-        raise ExportError(f"extra metadata may not replace the standard key(s): {', '.join(clashes)}")
-    for key, value in extra.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise ExportError(f"extra metadata must map strings to strings; got {key!r}: {type(value).__name__}")
+    extra = checked_metadata(extra, reserved=METADATA_KEYS, what="extra metadata")
 
     distribution, distribution_version = UNKNOWN, UNKNOWN
     try:
