@@ -8,7 +8,7 @@ images per second of exactly the same code:
 - training loops: ``GankitLoop`` (the engine's ``Trainer.train_step`` as ``gankit train`` drives it), ``RawLoop``
   (the same math written by hand: the framework's overhead is the gap) and ``SeedsLoop`` (the classic
   pytorch/examples loop: Sigmoid + BCELoss, ``.item()`` every step, data from the DataLoader); one unit is N steps;
-- ``Sampling``: ``gankit.load_generator`` and ``gankit.export.sample_images`` on an export.
+- ``Sampling``: ``gankit.load_generator`` and ``gankit.sampling.sample_images`` on an export.
 
 All three training loops build their models through ``gankit.assembly.assemble`` with the same seed, so they start
 from identical weights.
@@ -32,12 +32,13 @@ from torch import Tensor, nn
 from gankit.assembly import assemble
 from gankit.batches import DeviceBatches, resized_uint8
 from gankit.config import TrainConfig, build_config
-from gankit.data import read_idx
-from gankit.export import load_generator, sample_images, save_generator
+from gankit.dataset_files import read_idx
+from gankit.export import load_generator, save_generator
 from gankit.interfaces import Generator, ImageData
 from gankit.precision import resolve_device, resolve_precision
 from gankit.registry import create_plugin
-from gankit.training import StatWindow, Trainer, make_adam, memory_format_for, seed_everything
+from gankit.sampling import sample_images
+from gankit.trainer import StatWindow, Trainer, make_adam, memory_format_for, seed_everything
 
 SIZES = (28, 64)
 MODELS = ("mlp", "dcgan")
@@ -127,7 +128,7 @@ def write_idx(path: Path, tensor: Tensor) -> None:
 def write_torchvision_mnist(root: Path) -> Path:
     """Write gankit's MNIST as the IDX files torchvision's ``datasets.MNIST(root)`` reads, and check them.
 
-    Each file is read back with ``gankit.data.read_idx`` and must equal the tensors it was written from.
+    Each file is read back with ``gankit.dataset_files.read_idx`` and must equal the tensors it was written from.
     """
     raw = Path(root) / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
@@ -250,7 +251,7 @@ class GankitLoop:
         seed_everything(config.seed)
         device = resolve_device(config.device)
         self.trainer = Trainer(config, assemble(config, data), device, resolve_precision(config.amp, device))
-        self.window = StatWindow(device, 0)
+        self.window = StatWindow(device)
         self.order: Tensor | None = None
         self.device = device
 
@@ -270,7 +271,7 @@ class GankitLoop:
             trainer.after_step()
             if trainer.step % config.log_every == 0:
                 self.window.read(trainer.ranks)
-                self.window.reset(trainer.step)
+                self.window.reset()
                 trainer.weights_finite()
         sync(self.device)
         return steps * config.batch_size * config.d_steps

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gankit.version import __version__
+
 if TYPE_CHECKING:
     from gankit.export import load_generator
-
-__version__ = "0.1.0"
 
 __all__ = ["__version__", "load_generator"]
 

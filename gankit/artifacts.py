@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 
-def save_progress_gif(frames: Sequence[Path], path: Path, *, frame_ms: int = 600) -> None:
-    """Animate the sample grids in order; the last frame is held longer so the final result is visible."""
+def save_progress_gif(frames: Sequence[Path], path: Path, *, frame_ms: int = 600, hold_last: bool = True) -> None:
+    """Animate the pictures in order, looping; the last frame is held longer (``hold_last``) so a result shows."""
     from PIL import Image
 
     if not frames:
         return
     images = [Image.open(frame).convert("P", palette=Image.Palette.ADAPTIVE) for frame in frames]
-    durations = [frame_ms] * (len(images) - 1) + [frame_ms * 4]
+    durations = [frame_ms] * (len(images) - 1) + [frame_ms * 4 if hold_last else frame_ms]
     images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
 
 

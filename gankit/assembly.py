@@ -1,6 +1,6 @@
 """Turn a ``TrainConfig`` into the pieces of a run: data, generator, discriminator and loss, checked to fit.
 
-The top-level flags (``--image-size``, ``--latent-size``) and what the dataset says (channels, number of classes)
+The top-level flags (``--image-size``, ``--latent-dim``) and what the dataset says (channels, number of classes)
 fill in the plugins' options unless the user set those options explicitly; a disagreement between the two is
 refused with one line rather than resolved silently.
 """

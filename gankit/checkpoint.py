@@ -1,4 +1,4 @@
-"""Training checkpoints as safetensors plus a JSON skeleton: resumable, inspectable, and never unpickled.
+"""The training checkpoint format: any nested state as safetensors plus a JSON skeleton, and never unpickled.
 
 A checkpoint is any nesting of dicts, lists, tuples, tensors, numpy arrays and JSON scalars: model and optimizer
 state dicts, a GradScaler's state, RNG states, counters. ``flatten_state`` splits it into a flat dict of tensors
@@ -27,16 +27,21 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from gankit.errors import ExportError
-from gankit.export import (
-    CHECKPOINT_FORMAT,
-    FORMAT_VERSION,
+from gankit.errors import CheckpointError
+from gankit.tensorfile import (
+    SafetensorsHeader,
     atomic_write,
     check_format,
     checked_metadata,
+    failure,
+    one_line,
     read_safetensors_header,
     standalone_tensors,
 )
+
+CHECKPOINT_FORMAT = "gankit.checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+"""The newest checkpoint format this gankit reads and the one it writes; the export's version is separate."""
 
 _TENSOR = "__tensor__"
 _NDARRAY = "__ndarray__"
@@ -168,7 +173,7 @@ def unflatten_state(tensors: Mapping[str, Tensor], skeleton: Any) -> Any:
                 raise ValueError(f"numpy scalars of dtype {dtype} are not stored in checkpoints")
             return dtype.type(build(arg[1]))
         except (TypeError, ValueError, OverflowError) as exc:
-            raise ValueError(f"bad numpy scalar: {' '.join(str(exc).split())[:200]}") from None
+            raise ValueError(f"bad numpy scalar: {one_line(exc)}") from None
 
     try:
         return build(skeleton)
@@ -182,52 +187,67 @@ def save_checkpoint(path: Path, state: dict[str, Any], *, metadata: dict[str, st
     ``metadata`` adds free-form strings (run id, step) readable without loading tensors through
     ``read_checkpoint_metadata``; it may not use the keys in ``RESERVED_METADATA``.
     """
-    extra = checked_metadata(metadata, reserved=RESERVED_METADATA, what="checkpoint metadata")
+    extra = checked_metadata(metadata, reserved=RESERVED_METADATA, what="checkpoint metadata", error=CheckpointError)
     tensors, skeleton = flatten_state(state)
     header = {
         "format": CHECKPOINT_FORMAT,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": str(CHECKPOINT_FORMAT_VERSION),
         "state": json.dumps(skeleton, allow_nan=False, separators=(",", ":")),
         **extra,
     }
     ready = standalone_tensors(tensors)
-    atomic_write(Path(path), lambda tmp: save_file(ready, str(tmp), metadata=header), overwrite=True)
+
+    def write(tmp: Path) -> None:
+        save_file(ready, str(tmp), metadata=header)
+
+    atomic_write(Path(path), write, overwrite=True, error=CheckpointError)
 
 
 def read_checkpoint_metadata(path: Path) -> dict[str, str]:
-    """The caller metadata saved with a checkpoint (no tensors are read); ``ExportError`` if it is not one."""
+    """The caller metadata saved with a checkpoint (no tensors are read); ``CheckpointError`` if it is not one."""
     path = Path(path)
-    meta = read_safetensors_header(path).metadata
-    check_format(path, meta, expected=CHECKPOINT_FORMAT, what=_WHAT)
+    meta = _read_header(path).metadata
     return {key: value for key, value in meta.items() if key not in RESERVED_METADATA}
+
+
+def _read_header(path: Path) -> SafetensorsHeader:
+    """The header of a checkpoint, after checking it is one this gankit can read."""
+    header = read_safetensors_header(path, error=CheckpointError)
+    check_format(
+        path,
+        header.metadata,
+        expected=CHECKPOINT_FORMAT,
+        what=_WHAT,
+        newest=CHECKPOINT_FORMAT_VERSION,
+        error=CheckpointError,
+    )
+    return header
 
 
 def load_checkpoint(path: Path, *, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by ``save_checkpoint``, with its tensors on ``device``.
 
     Numpy arrays always come back on the CPU. Every way the file can be wrong (missing, truncated, corrupt, not a
-    checkpoint, written by a newer gankit) is a one-line ``ExportError``.
+    checkpoint, written by a newer gankit) is a one-line ``CheckpointError``.
     """
     path = Path(path)
-    header = read_safetensors_header(path)
-    check_format(path, header.metadata, expected=CHECKPOINT_FORMAT, what=_WHAT)
+    header = _read_header(path)
     raw = header.metadata.get("state")
     if raw is None:
-        raise ExportError(f"{path} is a damaged {_WHAT}: metadata 'state' is missing")
+        raise CheckpointError(f"{path} is a damaged {_WHAT}: metadata 'state' is missing")
     try:
         skeleton = json.loads(raw)
     except (ValueError, RecursionError):
-        raise ExportError(f"{path} is a damaged {_WHAT}: metadata 'state' is not valid JSON") from None
+        raise CheckpointError(f"{path} is a damaged {_WHAT}: metadata 'state' is not valid JSON") from None
     try:
         with safe_open(str(path), framework="pt", device=str(torch.device(device))) as handle:
             tensors = {key: handle.get_tensor(key) for key in header.tensors}
     except Exception as exc:  # safetensors raises its own error type, or OSError on a file changed under us
-        text = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise ExportError(f"{path} is corrupt: {text}") from None
+        raise failure(path, exc, error=CheckpointError) from None
     try:
         state = unflatten_state(tensors, skeleton)
     except ValueError as exc:
-        raise ExportError(f"{path} is a damaged {_WHAT}: {exc}") from None
+        raise CheckpointError(f"{path} is a damaged {_WHAT}: {exc}") from None
     if not isinstance(state, dict):
-        raise ExportError(f"{path} is a damaged {_WHAT}: its state is not a dict")
+        raise CheckpointError(f"{path} is a damaged {_WHAT}: its state is not a dict")
     return state

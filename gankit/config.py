@@ -98,6 +98,27 @@ def build_config(values: Mapping[str, Any]) -> TrainConfig:
         raise ConfigError(format_validation_error(exc, what="training configuration")) from None
 
 
+RESUMABLE = ("epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every", "eval_samples")
+"""The settings a resumed run may change; anything else would make it a different run."""
+
+
+def resume_config(recorded: Mapping[str, Any], overrides: Mapping[str, Any], *, out: Path) -> TrainConfig:
+    """A run's ``recorded`` configuration (its ``config.json``) with only the ``RESUMABLE`` settings changed.
+
+    ``overrides`` are the settings given again (``None``: not given); ``out`` is the run folder being resumed.
+    """
+    changed = sorted(key for key, value in overrides.items() if value is not None and key not in RESUMABLE)
+    if changed:
+        raise ConfigError(
+            f"--resume continues a run as configured; these cannot change: {', '.join(changed)} "
+            f"(allowed: {', '.join(RESUMABLE)})"
+        )
+    values = {key: recorded[key] for key in TrainConfig.model_fields if key in recorded}
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    values["out"] = str(out)
+    return build_config(values)
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     """The contents of a TOML config file, as data: nothing in it is ever executed."""
     try:

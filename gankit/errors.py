@@ -28,8 +28,26 @@ class DataError(GankitError):
     """A dataset is missing, corrupt or cannot be fetched."""
 
 
-class ExportError(GankitError):
-    """An export or checkpoint file is not one gankit can load."""
+class DivergenceError(GankitError):
+    """The losses or weights stopped being finite, or fp16 scaling kept skipping steps."""
+
+
+class TrainingInterrupted(GankitError):
+    """SIGINT or SIGTERM ended the run after a checkpoint was written; the message says how to resume."""
+
+    exit_code = 130
+
+
+class FileFormatError(GankitError):
+    """A file gankit reads or writes (safetensors, an image grid) is missing, corrupt, or cannot be written."""
+
+
+class ExportError(FileFormatError):
+    """A generator export is not one gankit can load, or cannot be written."""
+
+
+class CheckpointError(FileFormatError):
+    """A training checkpoint is not one gankit can load, or cannot be written."""
 
 
 def format_validation_error(error: ValidationError, *, what: str) -> str:

@@ -1,12 +1,14 @@
-"""Atomic file writes: readers see the old file or the complete new one, never half of one.
+"""Whole files: atomic writes (readers see the old file or the complete new one) and the sha256 that checks one.
 
 Every file gankit writes that a user may rely on (exports, checkpoints, the MNIST cache, sample grids) goes through
-``atomic_output``: a temporary file in the same folder, fsync, then one rename, then fsync of the folder.
+``atomic_output``: a temporary file in the same folder, fsync, then one rename, then fsync of the folder. Every
+file gankit checks against a pinned hash (the MNIST download, the classifier's weights) is hashed by ``sha256_file``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -88,3 +90,12 @@ def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> No
     """Write ``data`` to ``path`` atomically (see ``atomic_output``)."""
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(data)
+
+
+def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of the file at ``path``, read in chunks of 1 MiB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -26,12 +26,14 @@ PLUGIN_API_VERSION = 1
 """Bumped when the contract changes incompatibly. A plugin may set ``api_version`` to the version it was built for."""
 
 Split = Literal["train", "test"]
+"""The dataset splits a ``Dataset.load`` is asked for."""
 
 
 class PluginOptions(BaseModel):
     """Base of every plugin's options: typed, bounded fields with a one-line ``description`` each.
 
-    Unknown keys are refused, so a typo in ``--gen-opt widht=64`` is an error rather than silently ignored.
+    Unknown keys are refused, so a typo in ``--gen-opt widht=64`` is an error rather than silently ignored. Instances
+    are frozen. The same model drives validation, ``gankit info`` and the option tables of the docs.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -64,14 +66,18 @@ class DatasetOptions(PluginOptions):
 
 
 class _Plugin:
-    """What the registry checks on every plugin class."""
+    """What every plugin class carries, inherited from each of the four base classes; the registry checks both."""
 
     Options: ClassVar[type[PluginOptions]] = PluginOptions
+    """The pydantic model of the plugin's options; gankit builds the plugin as
+    ``PluginClass(PluginClass.Options(...))``."""
     api_version: ClassVar[int] = PLUGIN_API_VERSION
+    """The plugin API the class was written for. The inherited value always matches; set it explicitly to pin it,
+    and a gankit speaking another API refuses the plugin when it is loaded rather than failing in mid-training."""
 
 
 class _Model(_Plugin):
-    """What the engine may ask of any model."""
+    """What the engine may ask of any model: generators and discriminators inherit it."""
 
     prefers_channels_last: ClassVar[bool] = False
     """Set True for convolutional models: the engine then keeps weights and batches in channels-last memory format,
@@ -89,11 +95,13 @@ class Generator(_Model, nn.Module, abc.ABC):
     Options: ClassVar[type[GeneratorOptions]] = GeneratorOptions
 
     def __init__(self, options: GeneratorOptions) -> None:
+        """Store the validated ``options`` as ``self.options``; subclasses call this first."""
         super().__init__()
         self.options = options
 
     @property
     def latent_dim(self) -> int:
+        """Size of the latent vectors ``forward`` takes: ``options.latent_dim``."""
         return self.options.latent_dim
 
     @property
@@ -103,18 +111,20 @@ class Generator(_Model, nn.Module, abc.ABC):
 
     @property
     def num_classes(self) -> int:
+        """Classes the generator is conditioned on, 0 when unconditional: ``options.num_classes``."""
         return self.options.num_classes
 
     def sample_latent(self, batch_size: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw a latent batch from this generator's prior, on the device of ``generator`` (CPU by default).
 
-        The default prior is the standard normal. Override to use another prior; the export records the name
-        returned by ``latent_distribution`` so that samplers outside gankit can reproduce it.
+        The default prior is the standard normal. Override to use another prior, together with
+        ``latent_distribution``, whose name the export records so that samplers outside gankit can reproduce it.
         """
         device = generator.device if generator is not None else torch.device("cpu")
         return torch.randn(batch_size, self.latent_dim, generator=generator, device=device)
 
     latent_distribution: ClassVar[str] = "standard_normal"
+    """The name of the prior ``sample_latent`` draws from."""
 
     @abc.abstractmethod
     def forward(self, latent: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -130,6 +140,7 @@ class Discriminator(_Model, nn.Module, abc.ABC):
     Options: ClassVar[type[DiscriminatorOptions]] = DiscriminatorOptions
 
     def __init__(self, options: DiscriminatorOptions) -> None:
+        """Store the validated ``options`` as ``self.options``; subclasses call this first."""
         super().__init__()
         self.options = options
 
@@ -140,6 +151,7 @@ class Discriminator(_Model, nn.Module, abc.ABC):
 
     @property
     def num_classes(self) -> int:
+        """Classes the discriminator is conditioned on, 0 when unconditional: ``options.num_classes``."""
         return self.options.num_classes
 
     @abc.abstractmethod
@@ -156,12 +168,19 @@ class DiscriminatorInputs:
     """
 
     real_images: Tensor
+    """The real batch, in ``[-1, 1]``."""
     fake_images: Tensor
+    """The fake batch, detached from the generator."""
     real_logits: Tensor
+    """The discriminator's logits for the real batch, shape ``(N,)``."""
     fake_logits: Tensor
+    """The discriminator's logits for the fake batch, shape ``(N,)``."""
     labels: Tensor | None
+    """The real batch's labels when the models are conditional, else ``None``."""
     discriminator: Discriminator
+    """The model being trained."""
     step: int
+    """Generator steps done so far (the same for every discriminator update of a step)."""
 
 
 @dataclass(frozen=True)
@@ -169,11 +188,17 @@ class GeneratorInputs:
     """Everything a generator objective may need for one step. ``fake_images`` carry the generator's graph."""
 
     real_images: Tensor
+    """The real batch of the step's last discriminator update."""
     fake_images: Tensor
+    """The fake batch, attached to the generator's graph."""
     fake_logits: Tensor
+    """The discriminator's logits for them (its weights are frozen during the generator's update)."""
     labels: Tensor | None
+    """The labels when the models are conditional, else ``None``."""
     discriminator: Discriminator
+    """The discriminator."""
     step: int
+    """Generator steps done so far."""
 
 
 class Loss(_Plugin, abc.ABC):
@@ -188,6 +213,7 @@ class Loss(_Plugin, abc.ABC):
     """Set to True when ``discriminator_loss`` differentiates with respect to the real images (R1 penalty)."""
 
     def __init__(self, options: LossOptions) -> None:
+        """Store the validated ``options`` as ``self.options``; subclasses call this first."""
         self.options = options
 
     @abc.abstractmethod
@@ -201,11 +227,14 @@ class Loss(_Plugin, abc.ABC):
 
 @dataclass(frozen=True)
 class ImageData:
-    """A whole dataset split held in memory: ``images`` uint8 ``(N, C, H, W)``, ``labels`` int64 ``(N,)``."""
+    """A whole dataset split held in memory."""
 
     images: Tensor
+    """``uint8``, shape ``(N, C, H, W)``."""
     labels: Tensor
+    """``int64``, shape ``(N,)``."""
     num_classes: int
+    """The number of classes the labels are drawn from."""
 
 
 class Dataset(_Plugin, abc.ABC):
@@ -214,6 +243,7 @@ class Dataset(_Plugin, abc.ABC):
     Options: ClassVar[type[DatasetOptions]] = DatasetOptions
 
     def __init__(self, options: DatasetOptions) -> None:
+        """Store the validated ``options`` as ``self.options``; subclasses call this first."""
         self.options = options
 
     @abc.abstractmethod

@@ -15,27 +15,40 @@ import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
 from gankit.errors import ConfigError, PluginError, format_validation_error
-from gankit.interfaces import (
-    PLUGIN_API_VERSION,
-    Dataset,
-    Discriminator,
-    Generator,
-    Loss,
-    PluginOptions,
-)
 
-KINDS: dict[str, tuple[str, type]] = {
-    "generator": ("gankit.generators", Generator),
-    "discriminator": ("gankit.discriminators", Discriminator),
-    "loss": ("gankit.losses", Loss),
-    "dataset": ("gankit.datasets", Dataset),
+if TYPE_CHECKING:
+    from gankit.interfaces import PluginOptions
+
+
+class PluginKind(NamedTuple):
+    """One kind of plugin: where its entry points are listed and what its classes must subclass."""
+
+    group: str
+    """The entry-point group, e.g. ``gankit.generators``."""
+    base_name: str
+    """The base class in ``gankit.interfaces`` every plugin of the kind subclasses, e.g. ``Generator``."""
+
+    @property
+    def base(self) -> type:
+        """The base class itself; importing it imports torch, so the CLI can list kinds without it."""
+        from gankit import interfaces
+
+        cls: type = getattr(interfaces, self.base_name)
+        return cls
+
+
+KINDS: dict[str, PluginKind] = {
+    "generator": PluginKind("gankit.generators", "Generator"),
+    "discriminator": PluginKind("gankit.discriminators", "Discriminator"),
+    "loss": PluginKind("gankit.losses", "Loss"),
+    "dataset": PluginKind("gankit.datasets", "Dataset"),
 }
-"""Plugin kind -> (entry-point group, base class every plugin of that kind must subclass)."""
+"""Every plugin kind, by the name users type (``gankit plugins --kind loss``): the one list of kinds gankit has."""
 
 RUNTIME_DISTRIBUTION = "<registered at runtime>"
 
@@ -47,11 +60,18 @@ class PluginEntry:
     """One advertised plugin, known from metadata alone until ``load`` is called."""
 
     kind: str
+    """One of ``KINDS``: ``generator``, ``discriminator``, ``loss`` or ``dataset``."""
     name: str
+    """The name users type, e.g. after ``--gen``."""
     target: str
+    """Where the class lives, ``module:Class``, as the entry point says."""
     distribution: str
+    """The installed distribution (pip package) that advertises the plugin; ``<registered at runtime>`` for
+    ``register_plugin``."""
     version: str
+    """That distribution's version; empty at runtime."""
     loader: Callable[[], Any] = field(repr=False)
+    """Imports and returns the class, unchecked; ``Registry.load`` is the checked way."""
 
     @property
     def origin(self) -> str:
@@ -90,7 +110,7 @@ class Registry:
         kinds = [_check_kind(kind)] if kind is not None else list(KINDS)
         found: list[PluginEntry] = []
         for each in kinds:
-            group = KINDS[each][0]
+            group = KINDS[each].group
             seen: set[tuple[str, str, str]] = set()
             for ep in self._entry_points(group):
                 entry = _entry_from_metadata(each, ep)
@@ -108,7 +128,10 @@ class Registry:
     # -- loading: import, then check ----------------------------------------------------------------------------
 
     def entry(self, kind: str, name: str) -> PluginEntry:
-        """The single entry called ``name``; errors for unknown and ambiguous names."""
+        """The single entry called ``name``, from metadata alone: ``registry.entry("loss", "hinge").distribution``.
+
+        Raises ``PluginError`` for an unknown name (with the closest match) and for a name two distributions provide.
+        """
         candidates = [entry for entry in self.entries(kind) if entry.name == name]
         if not candidates:
             raise PluginError(self._unknown_message(kind, name))
@@ -121,6 +144,8 @@ class Registry:
 
     def load(self, kind: str, name: str) -> type:
         """Import the plugin class, check its base class and API version, and cache it."""
+        from gankit.interfaces import PLUGIN_API_VERSION
+
         key = (_check_kind(kind), name)
         if key in self._loaded:
             return self._loaded[key]
@@ -131,10 +156,11 @@ class Registry:
             raise PluginError(
                 f"{kind} '{name}' from {entry.origin} ({entry.target}) failed to load: {type(exc).__name__}: {exc}"
             ) from exc
-        base = KINDS[kind][1]
+        base = KINDS[kind].base
         if not (isinstance(obj, type) and issubclass(obj, base)):
             raise PluginError(
-                f"{kind} '{name}' from {entry.origin} ({entry.target}) is not a subclass of gankit.{base.__name__}"
+                f"{kind} '{name}' from {entry.origin} ({entry.target}) is not a subclass of "
+                f"{base.__module__}.{base.__qualname__}"
             )
         version = getattr(obj, "api_version", PLUGIN_API_VERSION)
         if version != PLUGIN_API_VERSION:
@@ -164,6 +190,8 @@ class Registry:
 
     def create(self, kind: str, name: str, options: Mapping[str, Any] | PluginOptions | None = None) -> Any:
         """Build the plugin ``name`` of ``kind`` from raw option values (validated here) or ready options."""
+        from gankit.interfaces import PluginOptions
+
         cls = self.load(kind, name)
         if not isinstance(options, PluginOptions):
             options = self.options_for(kind, name, options)
@@ -212,22 +240,39 @@ registry = Registry()
 
 
 def list_plugins(kind: str) -> list[str]:
-    """Names of the installed plugins of ``kind`` (``generator``, ``discriminator``, ``loss``, ``dataset``)."""
+    """The names of the installed plugins of ``kind``, sorted; read from metadata, nothing is imported.
+
+    ``kind`` is one of ``KINDS``: ``generator``, ``discriminator``, ``loss`` or ``dataset``.
+    """
     return registry.names(kind)
 
 
 def get_plugin(kind: str, name: str) -> type:
-    """The plugin class registered as ``name``."""
+    """The plugin class registered as ``name``, imported and checked (base class, API version) on first use.
+
+    Raises ``PluginError``, one line naming the plugin and its distribution, when it is unknown, ambiguous, fails to
+    import or is not a subclass of its kind's base class.
+    """
     return registry.load(kind, name)
 
 
 def create_plugin(kind: str, name: str, options: Mapping[str, Any] | PluginOptions | None = None) -> Any:
-    """Build plugin ``name`` of ``kind`` with validated options, e.g. ``create_plugin("generator", "dcgan")``."""
+    """Build plugin ``name`` of ``kind`` with validated options, e.g. ``create_plugin("generator", "dcgan")``.
+
+    ``options`` is a mapping validated against the plugin's ``Options`` (``None`` values are dropped, so an unset
+    flag keeps the plugin's default; a bad value raises ``ConfigError``), or an ``Options`` instance used as is.
+    """
     return registry.create(kind, name, options)
 
 
 def register_plugin(kind: str, name: str, *, replace: bool = False) -> Callable[[type[T]], type[T]]:
-    """Class decorator registering a plugin at runtime: ``@register_plugin("loss", "hinge")``."""
+    """Class decorator registering a plugin at runtime, without a package: ``@register_plugin("loss", "hinge")``.
+
+    The class is then available under ``name`` in this process, everywhere a name is taken. A name that already
+    exists is refused unless ``replace=True``. Its distribution is ``<registered at runtime>``, and so is that of
+    an export of it: loading the export in another process needs the same call first.
+    ``registry.unregister(kind, name)`` forgets it.
+    """
 
     def decorate(cls: type[T]) -> type[T]:
         registry.register(kind, name, cls, replace=replace)

@@ -10,23 +10,24 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gankit.config import TrainConfig
 from gankit.errors import ConfigError
 
-if TYPE_CHECKING:
-    from gankit.interfaces import Generator
-
-RESUMABLE = ("epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every", "eval_samples")
-"""The settings a resumed run may change; anything else would make it a different run."""
-
 
 class RunFolder:
-    """Paths of one run's files, and the two writes that happen during training (config and metrics)."""
+    """Paths of one run's files, and what training writes there: the folder, config, metrics and checkpoints.
 
-    def __init__(self, path: Path) -> None:
+    ``prepare`` makes one to train into; how it was prepared (``resuming``, ``overwrite``, ``is_main``) decides what
+    ``begin`` does. Plain ``RunFolder(path)`` is for reading a run.
+    """
+
+    def __init__(self, path: Path, *, resuming: bool = False, overwrite: bool = False, is_main: bool = True) -> None:
         self.path = path
+        self.resuming = resuming
+        self.overwrite = overwrite
+        self.is_main = is_main
         self.samples_dir = path / "samples"
         self.config_path = path / "config.json"
         self.metrics_path = path / "metrics.jsonl"
@@ -58,30 +59,44 @@ class RunFolder:
             )
 
     @classmethod
-    def create(cls, path: Path, *, overwrite: bool = False) -> RunFolder:
-        """Make the folder; an existing non-empty one is refused unless ``overwrite``, which truncates only ours."""
-        cls.check_available(path, overwrite=overwrite)
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            (path / "samples").mkdir(exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create output folder {path}: {exc.strerror}; choose another --out") from None
-        if not os.access(path, os.W_OK):
-            raise ConfigError(f"output folder {path} is not writable; choose another --out")
-        run = cls(path)
-        run.metrics_path.write_text("")
-        stale = [*run.samples_dir.glob("epoch_*.png"), *run.checkpoints()]  # ours, from an earlier run here
-        for old_file in stale:
-            old_file.unlink()
+    def prepare(cls, path: Path, *, resume: bool, overwrite: bool, is_main: bool) -> RunFolder:
+        """The folder a run trains into, checked before anything slow starts; nothing is written until ``begin``.
+
+        Resuming needs a recorded config and a checkpoint there (checked on every rank); a fresh run needs a free
+        path, or ``overwrite`` (checked on the main rank, the only one that writes).
+        """
+        run = cls(path, resuming=resume, overwrite=overwrite, is_main=is_main)
+        if resume and (not run.config_path.is_file() or not run.checkpoints()):
+            raise ConfigError(f"{path} is not a resumable gankit run folder (no config.json or checkpoint)")
+        if is_main and not resume:
+            cls.check_available(path, overwrite=overwrite)
         return run
 
-    @classmethod
-    def open(cls, path: Path) -> RunFolder:
-        """An existing run folder to resume: it must hold a config and a checkpoint."""
-        run = cls(path)
-        if not run.config_path.is_file() or not run.checkpoints():
-            raise ConfigError(f"{path} is not a resumable gankit run folder (no config.json or checkpoint)")
-        return run
+    def begin(self, *, step: int, config: dict[str, Any]) -> None:
+        """Make the prepared folder ready to train from ``step``; only the main rank writes.
+
+        A resumed run drops the metric lines logged after ``step``; a fresh run creates the folder (an existing one
+        only when ``overwrite``, and then only gankit's own files are replaced) and records ``config``.
+        """
+        if not self.is_main:
+            return
+        if self.resuming:
+            self.truncate_metrics(after_step=step)
+            return
+        self.check_available(self.path, overwrite=self.overwrite)
+        try:
+            self.samples_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create output folder {self.path}: {exc.strerror}; choose another --out"
+            ) from None
+        if not os.access(self.path, os.W_OK):
+            raise ConfigError(f"output folder {self.path} is not writable; choose another --out")
+        self.metrics_path.write_text("")
+        stale = [*self.samples_dir.glob("epoch_*.png"), *self.checkpoints()]  # ours, from an earlier run here
+        for old_file in stale:
+            old_file.unlink()
+        self.write_config(config)
 
     def read_config(self) -> dict[str, Any]:
         """The run's recorded configuration (as written by ``write_config``)."""
@@ -94,22 +109,6 @@ class RunFolder:
         if not isinstance(config, dict) or "generator" not in config:
             raise ConfigError(f"{self.config_path} is not a gankit run configuration")
         return config
-
-    def resume_config(self, overrides: dict[str, Any]) -> TrainConfig:
-        """The run's own configuration with only the ``RESUMABLE`` settings changed."""
-        from gankit.config import build_config
-
-        changed = sorted(key for key, value in overrides.items() if value is not None and key not in RESUMABLE)
-        if changed:
-            raise ConfigError(
-                f"--resume continues a run as configured; these cannot change: {', '.join(changed)} "
-                f"(allowed: {', '.join(RESUMABLE)})"
-            )
-        recorded = self.read_config()
-        values = {key: recorded[key] for key in TrainConfig.model_fields if key in recorded}
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        values["out"] = str(self.path)
-        return build_config(values)
 
     def checkpoints(self) -> list[Path]:
         """Checkpoint files, newest first: the latest, then the older ones kept in ``checkpoints/``."""
@@ -124,12 +123,12 @@ class RunFolder:
         moment leaves at least one complete checkpoint.
         """
         from gankit.checkpoint import read_checkpoint_metadata, save_checkpoint
-        from gankit.errors import ExportError
+        from gankit.errors import CheckpointError
 
         if keep > 1 and self.checkpoint_path.is_file():
             try:
                 previous_step = int(read_checkpoint_metadata(self.checkpoint_path).get("step", "0"))
-            except (ExportError, ValueError):
+            except (CheckpointError, ValueError):
                 previous_step = step  # a damaged latest checkpoint is not worth keeping: just replace it
             if previous_step != step:
                 self.older_checkpoints_dir.mkdir(exist_ok=True)
@@ -143,13 +142,13 @@ class RunFolder:
     def load_latest_checkpoint(self) -> dict[str, Any]:
         """The newest checkpoint that reads back whole; a damaged newest one falls back to the one before."""
         from gankit.checkpoint import load_checkpoint
-        from gankit.errors import ExportError
+        from gankit.errors import CheckpointError
 
         problems = []
         for path in self.checkpoints():
             try:
                 return load_checkpoint(path)
-            except ExportError as exc:
+            except CheckpointError as exc:
                 problems.append(str(exc))
         raise ConfigError(f"no readable checkpoint in {self.path}: {'; '.join(problems) or 'none found'}")
 
@@ -169,42 +168,3 @@ class RunFolder:
         if not self.metrics_path.exists():
             return []
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
-
-    def generator_from_checkpoint(self, device: str = "cpu") -> tuple[Generator, str]:
-        """Rebuild the generator of this run from ``config.json`` and the latest checkpoint."""
-        from gankit.checkpoint import load_checkpoint
-        from gankit.registry import registry
-
-        if not self.checkpoint_path.is_file():
-            raise ConfigError(f"{self.path} is not a gankit run folder (no checkpoint.safetensors)")
-        config = self.read_config()
-        plugin, options = config["generator"], config.get("generator_options", {})
-        if not isinstance(plugin, str) or not isinstance(options, dict):
-            raise ConfigError(f"{self.config_path} is not a gankit run configuration (generator or its options)")
-        generator: Generator = registry.create("generator", plugin, options)
-        state = load_checkpoint(self.checkpoint_path, device=device)
-        weights = state.get("generator") if isinstance(state, dict) else None
-        if not isinstance(weights, dict):
-            raise ConfigError(f"{self.checkpoint_path} holds no generator weights; it is not a training checkpoint")
-        try:
-            generator.load_state_dict(weights)
-        except (RuntimeError, TypeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[-1].strip()[:200]
-            raise ConfigError(
-                f"{self.checkpoint_path} does not fit generator '{plugin}' as configured in config.json: {first}"
-            ) from None
-        return generator.to(device).eval(), plugin
-
-
-def load_any_generator(source: Path, *, device: str = "cpu") -> Generator:
-    """A generator from an export file, a run folder (its export, else its checkpoint) or a checkpoint file."""
-    from gankit.export import load_generator
-
-    if source.is_dir():
-        run = RunFolder(source)
-        if run.export_path.is_file():
-            return load_generator(run.export_path, device=device)
-        return run.generator_from_checkpoint(device)[0]
-    if source.name == "checkpoint.safetensors":
-        return RunFolder(source.parent).generator_from_checkpoint(device)[0]
-    return load_generator(source, device=device)

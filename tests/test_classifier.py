@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gankit.errors import ExportError
+from gankit.errors import FileFormatError
 from gankit.evaluation.classifier import (
     FEATURE_DIM,
     WEIGHTS_PATH,
@@ -28,9 +28,9 @@ def test_a_tampered_or_missing_weights_file_is_refused(tmp_path: Path) -> None:
     data = bytearray(WEIGHTS_PATH.read_bytes())
     data[-1] ^= 1
     tampered.write_bytes(bytes(data))
-    with pytest.raises(ExportError, match="sha256"):
+    with pytest.raises(FileFormatError, match="sha256"):
         load_classifier(path=tampered)
-    with pytest.raises(ExportError, match="cannot read"):
+    with pytest.raises(FileFormatError, match="cannot read"):
         load_classifier(path=tmp_path / "missing.safetensors")
 
 
@@ -40,7 +40,7 @@ def test_a_file_with_the_right_hash_but_the_wrong_tensors_is_refused(tmp_path: P
     other = tmp_path / "other.safetensors"
     save_file({"weight": torch.zeros(3)}, str(other))
     digest = hashlib.sha256(other.read_bytes()).hexdigest()
-    with pytest.raises(ExportError, match="does not fit"):
+    with pytest.raises(FileFormatError, match="does not fit"):
         load_classifier(path=other, sha256=digest)
 
 

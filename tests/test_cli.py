@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import click
 import pytest
 from cli_helpers import assert_user_error, run
+
+from gankit.cli import main
 
 FAKE = ["--dataset", "fake", "--data-opt", "size=64", "--batch-size", "16", "--device", "cpu", "--quiet"]
 
@@ -19,7 +23,18 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["export"], ["plugins"]])
+def every_command(group: click.Group = main, prefix: tuple[str, ...] = ()) -> list[list[str]]:
+    """The group itself and every command registered on it, subcommands of subgroups included."""
+    found = [list(prefix)]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += every_command(command, (*prefix, name))
+        else:
+            found.append([*prefix, name])
+    return found
+
+
+@pytest.mark.parametrize("command", every_command(), ids=lambda command: " ".join(command) or "gankit")
 def test_help_for_every_command(command: list[str]) -> None:
     result = run(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output
@@ -37,7 +52,8 @@ def test_train_help_documents_every_option() -> None:
         "--lr-g",
         "--lr-d",
         "--betas",
-        "--latent-size",
+        "--latent-dim",
+        "--sample-count",
         "--image-size",
         "--seed",
         "--device",
@@ -50,6 +66,26 @@ def test_train_help_documents_every_option() -> None:
     ):
         assert flag in output, flag
     assert "[default: 0.0002]" in " ".join(output.split())
+    shown = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", output))
+    assert not {"--latent-size", "--samples"} & shown  # the old spellings: still accepted, no longer shown
+
+
+def test_old_flag_spellings_still_work(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    old = ["--latent-size", "7", "--samples", "4"]
+    result = run("train", "--gen", "mlp", *FAKE, "--max-steps", "1", *old, "--out", out)
+    assert result.exit_code == 0, result.output
+    resolved = json.loads((out / "config.json").read_text())
+    assert resolved["latent_dim"] == 7 and resolved["sample_count"] == 4
+    assert resolved["generator_options"]["latent_dim"] == 7
+
+
+def test_info_takes_the_flag_of_its_kind() -> None:
+    shown = run("info", "discriminator", "mlp", "--disc-opt", "hidden=8").output
+    assert run("info", "discriminator", "mlp", "--opt", "hidden=8").output == shown  # the old spelling
+    assert "--opt" not in run("info", "--help").output
+    assert_user_error(run("info", "discriminator", "mlp", "--gen-opt", "hidden=8"), "--gen-opt", "use --disc-opt")
+    assert_user_error(run("info", "generator", "mlp", "--gen-opt", "widht=3"), "widht")
 
 
 def test_train_writes_a_run_folder(trained_run: Path) -> None:

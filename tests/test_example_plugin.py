@@ -11,12 +11,10 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
 import pytest
-import torch
 from cli_helpers import assert_user_error, pytest_in, run
 from torch import Tensor, nn
 
@@ -34,7 +32,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "gankit-extras"
 DISTRIBUTION = "gankit-extras"
-MNIST = ["--dataset", "mnist", "--max-steps", "3", "--batch-size", "32", "--device", "cpu", "--quiet", "--samples", "4"]
+MNIST = ["--dataset", "mnist", "--max-steps", "3", "--batch-size", "32", "--device", "cpu", "--quiet",
+         "--sample-count", "4"]  # fmt: skip
 SMALL_DCGAN = ["--gen", "dcgan", "--gen-opt", "width=8", "--disc-opt", "width=8"]
 
 
@@ -68,15 +67,6 @@ def extras() -> None:
     importlib.invalidate_caches()
     if str(EXAMPLE) not in sys.path:
         sys.path.append(str(EXAMPLE))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models on a shared CPU: extra threads only add synchronisation (and contention with other jobs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def train(out: Path, *args: str) -> dict[str, float]:
@@ -229,7 +219,7 @@ def test_describe_reports_a_failing_forward_and_a_broken_contract() -> None:
 
 @pytest.mark.usefixtures("extras")
 def test_info_command_prints_options_and_layers() -> None:
-    result = run("info", "discriminator", "resnet", "--image-size", "32", "--opt", "width=8")
+    result = run("info", "discriminator", "resnet", "--image-size", "32", "--disc-opt", "width=8")
     assert result.exit_code == 0, result.output
     out = result.output
     assert "discriminator 'resnet' from 'gankit-extras' 0.1.0" in out and "plugin API 1" in out
@@ -245,8 +235,12 @@ def test_info_command_prints_options_and_layers() -> None:
 def test_info_command_mistakes_are_one_line() -> None:
     assert_user_error(run("info", "generator", "dcgn"), "Did you mean 'dcgan'?")
     assert_user_error(run("info", "generator", "dcgan", "--image-size", "48"), "image_size")
-    assert_user_error(run("info", "generator", "dcgan", "--opt", "widht=3"), "widht")
-    assert_user_error(run("info", "generator", "dcgan", "--opt", "image_size=28", "--image-size", "32"), "--image-size")
+    assert_user_error(run("info", "generator", "dcgan", "--gen-opt", "widht=3"), "widht")
+    assert_user_error(
+        run("info", "generator", "dcgan", "--gen-opt", "image_size=28", "--image-size", "32"),
+        "--gen-opt",
+        "--image-size",
+    )
     assert_user_error(run("info", "loss", "nonsat", "--image-size", "32"), "image_size")
     assert run("info", "critic", "dcgan").exit_code == 2  # click's own usage error
 

@@ -17,18 +17,17 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 import gankit
-from gankit.errors import ExportError
+from gankit.errors import ExportError, FileFormatError
 from gankit.export import (
     METADATA_KEYS,
     ExportMetadata,
     load_generator,
     read_export_metadata,
-    sample_images,
     save_generator,
-    save_image_grid,
 )
 from gankit.interfaces import Generator, GeneratorOptions
 from gankit.registry import RUNTIME_DISTRIBUTION, registry
+from gankit.sampling import sample_images, save_image_grid
 
 PLUGIN = "tiny-export-test"
 
@@ -464,6 +463,6 @@ def test_save_image_grid_maps_minus_one_to_black_and_one_to_white(tmp_path: Path
 
 
 def test_save_image_grid_unknown_extension(plugin: str, tmp_path: Path) -> None:
-    with pytest.raises(ExportError):
+    with pytest.raises(FileFormatError):
         save_image_grid(sample_images(make(plugin), 2, seed=0), tmp_path / "grid.notanimage")
     assert list(tmp_path.iterdir()) == []

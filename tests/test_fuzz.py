@@ -29,8 +29,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from gankit.checkpoint import load_checkpoint, save_checkpoint
-from gankit.data import read_idx
-from gankit.errors import ExportError, GankitError
+from gankit.dataset_files import read_idx
+from gankit.errors import CheckpointError, ExportError, GankitError
 from gankit.export import load_generator, read_export_metadata, save_generator
 from gankit.registry import registry
 
@@ -494,7 +494,7 @@ def test_checkpoint_skeletons_found_by_fuzzing(folder: Path, skeleton: Any, why:
     path = folder / "found.safetensors"
     metadata = {"format": "gankit.checkpoint", "format_version": "1", "state": json.dumps({"x": skeleton})}
     save_file(CHECKPOINT_TENSORS, str(path), metadata=metadata)
-    with pytest.raises(ExportError, match=why):
+    with pytest.raises(CheckpointError, match=why):
         load_checkpoint(path)
 
 

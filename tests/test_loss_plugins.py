@@ -30,7 +30,7 @@ class LinearCritic(Discriminator):
 
 
 @pytest.fixture(autouse=True)
-def test_losses() -> Iterator[None]:
+def registered_test_losses() -> Iterator[None]:
     registry.register("loss", "wgan-gp-test", WassersteinGP)
     registry.register("loss", "r1-test", R1NonSat)
     try:

@@ -8,66 +8,45 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
-import torch
 from cli_helpers import assert_user_error, pytest_in, run
 
 from gankit.cli import plugin_new
 from gankit.registry import registry
 
-NAME = f"skeltest{os.getpid()}"
-"""Unique per test process, since parallel test runs share the environment the skeleton is installed into."""
-STALE_PREFIX = "gankit-skeltest"
-
-
-def pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", *args, "-q"], check=True)
-
-
-def uninstall_stale_skeletons() -> None:
-    """Remove skeletons left installed by an earlier, interrupted run: their source folder is gone."""
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"] or ""
-        if not name.startswith(STALE_PREFIX):
-            continue
-        url = json.loads(dist.read_text("direct_url.json") or "{}").get("url", "")
-        if not Path(unquote(urlparse(url).path)).exists():
-            pip("uninstall", "-y", name)
+NAME = "skelcheck"
 
 
 @pytest.fixture(scope="module")
 def skeleton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A skeleton written by the CLI and installed editable into this environment; uninstalled afterwards."""
-    uninstall_stale_skeletons()
+    """A skeleton written by the CLI and pip-installed (editable) into a throwaway folder, never into this environment.
+
+    That folder holds the distribution's metadata (its entry points); it goes on ``sys.path`` here, and on
+    ``PYTHONPATH`` with the package's own folder for subprocesses, as an installed ``.pth`` file would do.
+    """
     parent = tmp_path_factory.mktemp("plugin-new")
     result = run("plugin", "new", NAME, "--dir", parent)
     assert result.exit_code == 0, result.output
-    folder = parent / f"gankit-{NAME}"
-    pip("install", "--no-deps", "--no-build-isolation", "-e", str(folder))
+    folder, site = parent / f"gankit-{NAME}", parent / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site)]
+    subprocess.run([*pip, "-e", str(folder)], check=True)
+    paths = [str(site), str(folder)]
+    sys.path.extend(paths)
     importlib.invalidate_caches()
-    sys.path.append(str(folder))  # what the editable install's .pth does for new processes
     try:
-        yield folder
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PYTHONPATH", os.pathsep.join([*paths, *filter(None, [os.environ.get("PYTHONPATH")])]))
+            yield folder
     finally:
-        pip("uninstall", "-y", f"gankit-{NAME}")
-        sys.path.remove(str(folder))
+        for path in paths:
+            sys.path.remove(path)
         for module in [module for module in sys.modules if module.startswith(f"gankit_{NAME}")]:
             del sys.modules[module]
         for kind in ("generator", "discriminator", "loss"):
             registry.unregister(kind, NAME)  # forgets the loaded class too
         importlib.invalidate_caches()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_writes_a_complete_package(skeleton: Path) -> None:
@@ -110,8 +89,8 @@ def test_it_is_listed_and_trains_by_name(skeleton: Path, tmp_path: Path) -> None
     assert any(NAME in line and f"gankit-{NAME}" in line for line in listing.output.splitlines()), listing.output
     out = tmp_path / "run"
     result = run(
-        "train", "--gen", NAME, "--loss", NAME, "--dataset", "fake", "--max-steps", "2",
-        "--data-opt", "size=64", "--batch-size", "16", "--samples", "4", "--device", "cpu", "--quiet", "--out", out,
+        "train", "--gen", NAME, "--loss", NAME, "--dataset", "fake", "--max-steps", "2", "--data-opt", "size=64",
+        "--batch-size", "16", "--sample-count", "4", "--device", "cpu", "--quiet", "--out", out,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     resolved = json.loads((out / "config.json").read_text())

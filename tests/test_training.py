@@ -73,7 +73,9 @@ def test_max_steps_stops_mid_epoch(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_cpu_autocast_runs_the_cuda_code_path(tmp_path: Path, amp: str) -> None:
-    result = train(fake_config(tmp_path, generator="dcgan", amp=amp, max_steps=4, epochs=1))
+    narrow = {"width": 8}  # the same layers and code path as the full-width DCGAN, a fraction of the work
+    options = {"generator_options": narrow, "discriminator_options": narrow}
+    result = train(fake_config(tmp_path, generator="dcgan", amp=amp, max_steps=4, epochs=1, **options))
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["resolved_amp"] == amp
     metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -86,16 +88,19 @@ def test_cpu_autocast_runs_the_cuda_code_path(tmp_path: Path, amp: str) -> None:
 @pytest.mark.parametrize("loss", ["nonsat", "minimax"])
 @pytest.mark.parametrize("size", [28, 64])
 def test_every_builtin_combination_trains(tmp_path: Path, generator: str, loss: str, size: int) -> None:
-    config = fake_config(
-        tmp_path, generator=generator, loss=loss, image_size=size, max_steps=2, epochs=1, batch_size=8, log_every=1
-    )
-    before = registry.create("generator", generator, {"image_size": size})
-    result = train(config)
+    steps = {"max_steps": 2, "epochs": 1, "log_every": 1, "checkpoint_every": 1}  # keeps step 1's checkpoint too
+    result = train(fake_config(tmp_path, generator=generator, loss=loss, image_size=size, batch_size=8, **steps))
     assert result.steps == 2
-    after = load_file(result.export_path)
-    first_weight = next(name for name, _ in before.named_parameters())
-    torch.manual_seed(0)
-    assert after[first_weight].shape == dict(before.named_parameters())[first_weight].shape
+    after_one = load_file(result.run_dir / "checkpoints" / "step_000000001.safetensors")
+    after_two = load_file(result.run_dir / "checkpoint.safetensors")
+    weights = {
+        model: [key for key in after_two if key.startswith(f"{model}/")] for model in ("generator", "discriminator")
+    }
+    assert weights["generator"] and weights["discriminator"]
+    unchanged = [key for keys in weights.values() for key in keys if torch.equal(after_one[key], after_two[key])]
+    assert not unchanged, f"step 2 left these as they were: {unchanged}"
+    exported = load_file(result.export_path)
+    assert all(torch.equal(exported[key.removeprefix("generator/")], after_two[key]) for key in weights["generator"])
 
 
 @pytest.mark.parametrize(("name", "cls"), [("wgan-gp-engine-test", WassersteinGP), ("r1-engine-test", R1NonSat)])

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from gankit.cli.common import already_exists, refuse_to_overwrite
+
 
 def default_output(source: Path) -> Path:
     """``eval.json`` in a run folder, ``<stem>.eval.json`` beside a file."""
@@ -61,12 +63,11 @@ def command(
     from gankit.errors import ConfigError
     from gankit.evaluation.evaluate import METRICS, evaluate_generator, reference_metrics
     from gankit.files import atomic_write_bytes
+    from gankit.generator_source import load_any_generator
     from gankit.precision import resolve_device
-    from gankit.run_folder import load_any_generator
 
     out = out or default_output(source)
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out} already exists; pass --overwrite or choose another --out")
+    refuse_to_overwrite(out, overwrite=overwrite)
     resolved = resolve_device(device)  # type: ignore[arg-type]
     generator = load_any_generator(source, device=str(resolved))
     started = time.perf_counter()
@@ -88,7 +89,7 @@ def command(
     try:
         atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode(), overwrite=overwrite)
     except FileExistsError:
-        raise ConfigError(f"{out} already exists; pass --overwrite or choose another --out") from None
+        raise already_exists(out) from None
     except OSError as exc:
         raise ConfigError(f"cannot write {out}: {exc.strerror or exc}; choose another --out") from None
 

@@ -6,25 +6,29 @@ from typing import TYPE_CHECKING
 
 import click
 
+from gankit.cli.common import OPTION_FLAGS, plugin_option_flags
+from gankit.registry import KINDS
+
 if TYPE_CHECKING:
     from rich.console import Console
 
     from gankit.introspect import PluginDescription
 
-KINDS = ("generator", "discriminator", "loss", "dataset")
-
 
 @click.command("info")
-@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("kind", type=click.Choice(list(KINDS)))
 @click.argument("name")
 @click.option(
     "--image-size", type=click.IntRange(1), default=None, help="Image side the model is built for [default: plugin's]."
 )
-@click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE", help="Set an option of the plugin (repeatable).")
-def command(kind: str, name: str, image_size: int | None, opts: tuple[str, ...]) -> None:
+@plugin_option_flags
+@click.option("--opt", "opts", multiple=True, hidden=True)  # the old spelling of the flag that matches KIND
+def command(kind: str, name: str, image_size: int | None, opts: tuple[str, ...], **given: tuple[str, ...]) -> None:
     """Describe plugin NAME of KIND: its options and, for a generator or discriminator, its layers.
 
-    Example: gankit info generator dcgan --image-size 64 --opt width=32
+    --gen-opt sets a generator's options, --disc-opt a discriminator's and so on, as for gankit train.
+
+    Example: gankit info generator dcgan --image-size 64 --gen-opt width=32
     """
     from rich.console import Console
 
@@ -32,10 +36,15 @@ def command(kind: str, name: str, image_size: int | None, opts: tuple[str, ...])
     from gankit.errors import ConfigError
     from gankit.introspect import describe_plugin
 
-    options = parse_key_values(opts, flag="--opt")
+    flag = OPTION_FLAGS[kind][0]
+    for other, pairs in given.items():
+        if pairs and other != f"{kind}_options":
+            other_flag = OPTION_FLAGS[other.removesuffix("_options")][0]
+            raise ConfigError(f"{other_flag} sets options of another kind of plugin; for a {kind} use {flag}")
+    options = parse_key_values((*given[f"{kind}_options"], *opts), flag=flag)
     if image_size is not None:
         if "image_size" in options and options["image_size"] != image_size:
-            raise ConfigError(f"--opt sets image_size={options['image_size']!r} but --image-size says {image_size}")
+            raise ConfigError(f"{flag} sets image_size={options['image_size']!r} but --image-size says {image_size}")
         options["image_size"] = image_size
     description = describe_plugin(kind, name, **options)
     console = Console(highlight=False)

@@ -6,9 +6,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from gankit.registry import KINDS
+
 
 @click.command("plugins")
-@click.option("--kind", type=click.Choice(["generator", "discriminator", "loss", "dataset"]), help="Only this kind.")
+@click.option("--kind", type=click.Choice(list(KINDS)), help="Only this kind.")
 def command(kind: str | None) -> None:
     """List installed plugins; a broken one shows why instead of breaking the listing."""
     from gankit.registry import registry

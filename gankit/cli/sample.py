@@ -1,10 +1,16 @@
-"""``gankit sample``: a PNG grid from an export, a run folder or a run's checkpoint."""
+"""``gankit sample``: a PNG grid, or a latent walk, from an export, a run folder or a run's checkpoint."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from gankit.cli.common import refuse_to_overwrite
+
+if TYPE_CHECKING:
+    from gankit.interfaces import Generator
 
 
 @click.command("sample")
@@ -16,19 +22,43 @@ import click
 @click.option("--out", type=click.Path(path_type=Path), default=Path("samples.png"), show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--interpolate",
+    metavar="K",
+    type=click.IntRange(2, 1000),
+    default=None,
+    help="Walk through K random latents instead: a grid at --out and a GIF next to it.",
+)
+@click.option("--steps", type=click.IntRange(1, 1000), default=None, help="Frames per leg of the walk [default: 8].")
 def command(
-    source: Path, count: int, seed: int, label: int | None, nrow: int | None, out: Path, overwrite: bool, device: str
+    source: Path,
+    count: int,
+    seed: int,
+    label: int | None,
+    nrow: int | None,
+    out: Path,
+    overwrite: bool,
+    device: str,
+    interpolate: int | None,
+    steps: int | None,
 ) -> None:
-    """Draw a grid of samples from SOURCE: a generator export, a run folder or its checkpoint."""
+    """Draw a grid of samples from SOURCE: a generator export, a run folder or its checkpoint.
+
+    With --interpolate K, draw a latent walk instead: a loop through K random latents by spherical interpolation,
+    as a grid (--out) and a GIF (--out with .gif); a conditional generator shows every frame under each label.
+    """
     import torch
 
     from gankit.errors import ConfigError
-    from gankit.export import sample_images, save_image_grid
+    from gankit.generator_source import load_any_generator
     from gankit.precision import resolve_device
-    from gankit.run_folder import load_any_generator
+    from gankit.sampling import sample_images, save_image_grid
 
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out} already exists; pass --overwrite or choose another --out")
+    refuse_to_overwrite(out, overwrite=overwrite)
+    if interpolate is not None:
+        _check_walk_options(out, overwrite=overwrite)
+    elif steps is not None:
+        raise ConfigError("--steps needs --interpolate K")
     generator = load_any_generator(source, device=str(resolve_device(device)))  # type: ignore[arg-type]
     labels = None
     if label is not None:
@@ -39,6 +69,39 @@ def command(
                 f"--label {label} is out of range: this generator knows labels 0..{generator.num_classes - 1}"
             )
         labels = torch.full((count,), label, dtype=torch.long)
+    if interpolate is not None:
+        _write_walk(generator, interpolate, seed=seed, steps=steps or 8, label=label, nrow=nrow, out=out)
+        return
     images = sample_images(generator, count, seed=seed, labels=labels)
     save_image_grid(images, out, nrow=nrow)
     click.echo(f"wrote {count} samples to {out}")
+
+
+def _check_walk_options(out: Path, *, overwrite: bool) -> None:
+    """What --interpolate refuses before any work: --n, a .gif grid, and a GIF in the way."""
+    from gankit.errors import ConfigError
+
+    if click.get_current_context().get_parameter_source("count") is click.core.ParameterSource.COMMANDLINE:
+        raise ConfigError("--n does not apply to --interpolate K: the walk draws K latents and --steps frames per leg")
+    if out.suffix.lower() == ".gif":
+        raise ConfigError(
+            f"with --interpolate, --out names the grid, not a .gif: --out {out.stem}.png writes it and {out.stem}.gif"
+        )
+    refuse_to_overwrite(out.with_suffix(".gif"), overwrite=overwrite)
+
+
+def _write_walk(
+    generator: Generator, keypoints: int, *, seed: int, steps: int, label: int | None, nrow: int | None, out: Path
+) -> None:
+    from gankit.errors import ConfigError
+    from gankit.interpolation import save_walk, walk_images
+
+    panels = generator.num_classes if generator.num_classes and label is None else 1
+    if keypoints * steps * panels > 100_000:
+        raise ConfigError(
+            f"--interpolate {keypoints} with --steps {steps} and {panels} label(s) a frame makes "
+            f"{keypoints * steps * panels} images, more than 100,000; ask for fewer"
+        )
+    gif = out.with_suffix(".gif")
+    save_walk(walk_images(generator, keypoints, seed=seed, steps=steps, label=label), out, gif, nrow=nrow)
+    click.echo(f"wrote a walk through {keypoints} latents, {keypoints * steps} frames, to {out} and {gif}")

@@ -8,14 +8,16 @@ from the same network.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from torch import Tensor, nn
 
-from gankit.errors import ExportError
+from gankit.errors import FileFormatError
+from gankit.files import sha256_file
+from gankit.tensorfile import failure
 
 WEIGHTS_PATH = Path(__file__).with_name("mnist_classifier.safetensors")
 WEIGHTS_SHA256 = "b551359da61e90af59b6bad401b586ac4d14fc7d8565ade200ca42b5908663e3"
@@ -76,45 +78,37 @@ class DigitClassifier(nn.Module):
         return self.classify(self.features(images))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_classifier(
     device: str | torch.device = "cpu", *, path: Path = WEIGHTS_PATH, sha256: str = WEIGHTS_SHA256
 ) -> DigitClassifier:
     """The shipped classifier in eval mode on ``device``, after checking the weights file's sha256.
 
     ``path`` and ``sha256`` are there for ``scripts/train_classifier.py`` and tests; a mismatch, a missing file or
-    a file that does not fit the network is an ``ExportError`` naming the fix.
+    a file that does not fit the network is a ``FileFormatError`` naming the fix.
     """
-    from safetensors import safe_open
-
     fix = "reinstall gankit, or rerun scripts/train_classifier.py and update WEIGHTS_SHA256"
     try:
-        actual = _sha256(path)
+        actual = sha256_file(path)
     except OSError as exc:
-        raise ExportError(f"cannot read the MNIST classifier weights {path}: {exc.strerror or exc}; {fix}") from None
+        raise FileFormatError(
+            f"cannot read the MNIST classifier weights {path}: {exc.strerror or exc}; {fix}"
+        ) from None
     if actual != sha256:
-        raise ExportError(f"the MNIST classifier weights {path} have sha256 {actual}, expected {sha256}; {fix}")
+        raise FileFormatError(f"the MNIST classifier weights {path} have sha256 {actual}, expected {sha256}; {fix}")
     model = DigitClassifier()
     expected = model.state_dict()
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             keys = set(handle.keys())
             if keys != set(expected):
-                raise ExportError(f"{path} does not fit the MNIST classifier (tensors {sorted(keys)}); {fix}")
+                raise FileFormatError(f"{path} does not fit the MNIST classifier (tensors {sorted(keys)}); {fix}")
             state = {key: handle.get_tensor(key) for key in expected}
-    except ExportError:
+    except FileFormatError:
         raise
     except Exception as exc:  # safetensors raises its own error types
-        raise ExportError(f"{path} is not a valid safetensors file ({type(exc).__name__}); {fix}") from None
+        raise failure(path, exc, fix=fix) from None
     for key, tensor in state.items():
         if tensor.shape != expected[key].shape or tensor.dtype != expected[key].dtype:
-            raise ExportError(f"{path} does not fit the MNIST classifier (tensor '{key}'); {fix}")
+            raise FileFormatError(f"{path} does not fit the MNIST classifier (tensor '{key}'); {fix}")
     model.load_state_dict(state, strict=True)
     return model.to(device).eval().requires_grad_(False)

@@ -4,7 +4,7 @@
     scores = evaluate_generator(generator, n=10_000, seed=0)   # {"frechet_distance": ..., "kid": ..., ...}
     floor = reference_metrics(n=10_000, seed=0)                # real training images scored the same way
 
-Samples are drawn with ``gankit.export.sample_images`` (latents from ``seed``), passed through the shipped digit
+Samples are drawn with ``gankit.sampling.sample_images`` (latents from ``seed``), passed through the shipped digit
 classifier, and compared with the classifier's outputs on the 10,000 MNIST test images. Those real outputs are
 computed once per process and device and kept (``mnist_test_reference``); nothing else is global. The same seed
 gives the same numbers, and nothing touches the global random generators, so evaluating during training does not
@@ -31,9 +31,9 @@ from gankit.evaluation.metrics import (
     mode_coverage,
     precision_recall,
 )
-from gankit.export import sample_images
 from gankit.interfaces import Generator, ImageData, Split
 from gankit.registry import create_plugin
+from gankit.sampling import sample_images
 
 METRICS: dict[str, tuple[str, str]] = {
     "frechet_distance": ("lower", "Frechet distance of the classifier features to those of the real test images"),

@@ -1,4 +1,4 @@
-"""Dataset plumbing shared by dataset plugins: the cache folder, IDX files, hash checks, atomic writes, downloads.
+"""The helper library for dataset plugins: the cache folder, hash-checked downloads and pickles, IDX decoding.
 
 Everything here is generic; the datasets themselves live in plugins. Every failure a user can fix is raised as
 ``gankit.errors.DataError`` with one line saying what is wrong and what to do about it.
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from gankit.errors import DataError
-from gankit.files import atomic_output
+from gankit.files import atomic_output, sha256_file
 
 __all__ = [
     "cache_dir",
@@ -34,7 +34,6 @@ __all__ = [
     "fetch_pypi_file",
     "load_checked_pickle",
     "read_idx",
-    "sha256_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,15 +60,6 @@ def cache_dir() -> Path:
 
 
 # -- hashes ---------------------------------------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    """The hex SHA-256 of the file at ``path``, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_sha256(path: Path, sha256: str, *, fix: str = "delete it and fetch it again") -> None:

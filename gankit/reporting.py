@@ -1,15 +1,61 @@
-"""A rich progress display for training: epoch, step, losses, D outputs, throughput and time left."""
+"""What training tells the outside world: the reporter protocol, the silent and rich reporters, and the result."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-if TYPE_CHECKING:
-    from gankit.training import TrainResult
+
+class Reporter(Protocol):
+    """What the engine tells the outside world; the CLI shows it with rich, tests may record it."""
+
+    def start(self, *, total_steps: int, steps_per_epoch: int, epochs: int, run_dir: Path) -> None: ...
+
+    def log(self, metrics: dict[str, Any]) -> None: ...
+
+    def epoch_end(self, epoch: int, grid_path: Path) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def finish(self, result: TrainResult) -> None: ...
+
+
+class SilentReporter:
+    """Reports nothing: for library use and tests."""
+
+    def start(self, *, total_steps: int, steps_per_epoch: int, epochs: int, run_dir: Path) -> None:
+        pass
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        pass
+
+    def epoch_end(self, epoch: int, grid_path: Path) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+    def finish(self, result: TrainResult) -> None:
+        pass
+
+
+@dataclass
+class TrainResult:
+    """Where a finished run left its files, and how it went."""
+
+    run_dir: Path
+    steps: int
+    epochs_completed: int
+    seconds: float
+    final_metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def export_path(self) -> Path:
+        return self.run_dir / "generator.safetensors"
 
 
 class RichReporter:

@@ -1,0 +1,48 @@
+"""What several commands share: the per-kind ``--gen-opt`` flag family and the refusal to overwrite ``--out``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gankit.errors import ConfigError
+
+FC = Callable[..., Any]
+
+OPTION_FLAGS: dict[str, tuple[str, str]] = {
+    "generator": ("--gen-opt", "generator"),
+    "discriminator": ("--disc-opt", "discriminator"),
+    "loss": ("--loss-opt", "loss"),
+    "dataset": ("--data-opt", "dataset (e.g. root=/path/to/idx/files)"),
+}
+"""Plugin kind (``gankit.registry.KINDS``) -> its repeatable ``KEY=VALUE`` flag and what the help says it sets.
+
+Each flag fills the parameter ``<kind>_options``, the name of the matching ``TrainConfig`` field.
+"""
+
+
+def plugin_option_flags(function: FC) -> FC:
+    """``--gen-opt KEY=VALUE`` and its siblings, validated later against each plugin's own Options model."""
+    for kind, (flag, what) in reversed(OPTION_FLAGS.items()):
+        function = click.option(
+            flag,
+            f"{kind}_options",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help=f"Set an option of the {what} (repeatable).",
+        )(function)
+    return function
+
+
+def already_exists(path: Path) -> ConfigError:
+    """The one-line error for an output file that is there already."""
+    return ConfigError(f"{path} already exists; pass --overwrite or choose another --out")
+
+
+def refuse_to_overwrite(path: Path, *, overwrite: bool) -> None:
+    """Raise ``already_exists`` unless ``path`` is free or ``--overwrite`` was given; call it before any work."""
+    if path.exists() and not overwrite:
+        raise already_exists(path)
