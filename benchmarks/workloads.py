@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
 from gankit.assembly import assemble
@@ -34,11 +35,11 @@ from gankit.batches import DeviceBatches, resized_uint8
 from gankit.config import TrainConfig, build_config
 from gankit.dataset_files import read_idx
 from gankit.export import load_generator, save_generator
-from gankit.interfaces import Generator, ImageData
+from gankit.interfaces import DiscriminatorInputs, Generator, GeneratorInputs, ImageData, Loss, LossOptions
 from gankit.precision import resolve_device, resolve_precision
-from gankit.registry import create_plugin
+from gankit.registry import create_plugin, registry
 from gankit.sampling import sample_images
-from gankit.trainer import StatWindow, Trainer, make_adam, memory_format_for, seed_everything
+from gankit.trainer import Trainer, make_adam, memory_format_for, seed_everything
 
 SIZES = (28, 64)
 MODELS = ("mlp", "dcgan")
@@ -251,7 +252,7 @@ class GankitLoop:
         seed_everything(config.seed)
         device = resolve_device(config.device)
         self.trainer = Trainer(config, assemble(config, data), device, resolve_precision(config.amp, device))
-        self.window = StatWindow(device)
+        self.window = self.trainer.stat_window()
         self.order: Tensor | None = None
         self.device = device
 
@@ -275,6 +276,53 @@ class GankitLoop:
                 trainer.weights_finite()
         sync(self.device)
         return steps * config.batch_size * config.d_steps
+
+
+class LazyR1Options(LossOptions):
+    """Options of the benchmark's R1 loss."""
+
+    interval: int = Field(16, ge=1, le=1000, description="Steps between two R1 penalties (StyleGAN2: 16).")
+    gamma: float = Field(10.0, ge=0.0, le=1e6, description="Weight of the R1 penalty, applied as gamma / 2.")
+
+
+class LazyR1(Loss):
+    """The non-saturating loss with R1 every ``interval`` steps (StyleGAN2's lazy regularisation), as a plugin.
+
+    The penalty differentiates the engine's real logits, which carry the graph from the real images on exactly the
+    regularising updates (the fp32 and bf16 recipe of docs/plugins.md).
+    """
+
+    Options = LazyR1Options
+    options: LazyR1Options
+    metric_names = ("r1_penalty",)
+
+    @property
+    def regularization_interval(self) -> int:
+        return self.options.interval
+
+    def discriminator_loss(self, inputs: DiscriminatorInputs) -> Tensor:
+        real, fake = inputs.real_logits.float(), inputs.fake_logits.float()
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+    def discriminator_regularizer(self, inputs: DiscriminatorInputs) -> Tensor:
+        (grad,) = torch.autograd.grad(inputs.real_logits.float().sum(), inputs.real_images, create_graph=True)
+        penalty = grad.float().flatten(1).pow(2).sum(dim=1).mean()
+        inputs.report("r1_penalty", penalty)
+        return self.options.gamma / 2 * penalty
+
+    def generator_loss(self, inputs: GeneratorInputs) -> Tensor:
+        return F.softplus(-inputs.fake_logits.float()).mean()
+
+
+R1_LOSS = "bench-lazy-r1"
+"""The name ``LazyR1`` is registered under, in this process, by ``register_lazy_r1``."""
+
+
+def register_lazy_r1() -> str:
+    """Make ``LazyR1`` available as ``--loss bench-lazy-r1`` in this process; returns the name."""
+    if R1_LOSS not in registry.names("loss"):
+        registry.register("loss", R1_LOSS, LazyR1)
+    return R1_LOSS
 
 
 class RawLoop:
@@ -301,7 +349,7 @@ class RawLoop:
         self.log_every = config.log_every
         self.seed = config.seed
         self.noise = torch.Generator(device).manual_seed(config.seed)
-        self.sums = torch.zeros(4, device=device)
+        self.sums = torch.zeros(6, device=device)
         self.step = 0
         self.order = torch.empty(0, dtype=torch.int64)
         self.per_epoch = len(self.images) // self.batch_size
@@ -334,9 +382,9 @@ class RawLoop:
             opt_g.step()
             D.requires_grad_(True)
             with torch.no_grad():
-                self.sums += torch.stack(
-                    [d_loss.detach(), g_loss.detach(), real_logits.sigmoid().mean(), fake_logits.sigmoid().mean()]
-                )
+                real_mean, fake_mean = real_logits.mean(), fake_logits.mean()  # the engine's D statistics
+                real_prob, fake_prob = real_logits.sigmoid().mean(), fake_logits.sigmoid().mean()  # nonsat's metrics
+                self.sums += torch.stack([d_loss.detach(), g_loss.detach(), real_mean, fake_mean, real_prob, fake_prob])
             self.step += 1
             if self.step % self.log_every == 0:
                 self.sums.tolist()

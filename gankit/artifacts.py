@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gankit.step_stats import loss_metric_names
+
 
 def save_progress_gif(frames: Sequence[Path], path: Path, *, frame_ms: int = 600, hold_last: bool = True) -> None:
     """Animate the pictures in order, looping; the last frame is held longer (``hold_last``) so a result shows."""
@@ -19,24 +21,42 @@ def save_progress_gif(frames: Sequence[Path], path: Path, *, frame_ms: int = 600
 
 
 def plot_losses(metrics: Sequence[dict[str, Any]], path: Path) -> None:
-    """Two panels over steps: D and G losses, and D(x) with D(G(z)) (the discriminator's confidence)."""
+    """Save ``loss_figure(metrics)`` as a picture at ``path``; nothing when there are no metrics."""
     if not metrics:
         return
+    import matplotlib.pyplot as plt
+
+    figure = loss_figure(metrics)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def loss_figure(metrics: Sequence[dict[str, Any]]) -> Any:
+    """Panels over steps: the D and G losses; the mean raw logits on real and fake images (the discriminator's
+    separation, which means the same for every loss); and, when the loss reports any, its own metrics."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    measured = list(dict.fromkeys(name for row in metrics for name in loss_metric_names(row)))
+    panels = 3 if measured else 2
+    figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), constrained_layout=True, squeeze=False)
+    losses, logits = axes[0][0], axes[0][1]
     steps = [row["step"] for row in metrics]
-    figure, (losses, outputs) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
     losses.plot(steps, [row["d_loss"] for row in metrics], label="D loss")
     losses.plot(steps, [row["g_loss"] for row in metrics], label="G loss")
     losses.set(xlabel="step", ylabel="loss", title="Losses")
-    outputs.plot(steps, [row["d_real"] for row in metrics], label="D(x)")
-    outputs.plot(steps, [row["d_fake"] for row in metrics], label="D(G(z))")
-    outputs.set(xlabel="step", ylabel="probability", ylim=(0, 1), title="Discriminator outputs")
-    for axis in (losses, outputs):
+    logits.plot(steps, [row["d_real_logit"] for row in metrics], label="real")
+    logits.plot(steps, [row["d_fake_logit"] for row in metrics], label="fake")
+    logits.set(xlabel="step", ylabel="mean logit", title="Discriminator logits")
+    if measured:
+        own = axes[0][2]
+        for name in measured:  # a metric reported only on some log lines is drawn where it was
+            rows = [row for row in metrics if name in row]
+            own.plot([row["step"] for row in rows], [row[name] for row in rows], label=name)
+        own.set(xlabel="step", title="Loss metrics")
+    for axis in axes[0]:
         axis.grid(alpha=0.3)
         axis.legend()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    return figure

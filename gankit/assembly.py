@@ -10,10 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from gankit.blame import plugin_code
 from gankit.config import TrainConfig
-from gankit.errors import ConfigError
+from gankit.contract import check_data
+from gankit.errors import ConfigError, PluginError
 from gankit.interfaces import Dataset, Discriminator, Generator, ImageData, Loss
 from gankit.registry import Registry, registry
+from gankit.sizing import check_training_fits, on_meta_only
 
 
 @dataclass
@@ -51,12 +56,22 @@ def _with_defaults(
 
 
 def load_data(config: TrainConfig, *, plugins: Registry = registry) -> ImageData:
+    """The training split of the config's dataset, checked against the contract (``gankit.contract.check_data``)."""
     dataset: Dataset = plugins.create("dataset", config.dataset, config.dataset_options)
-    return dataset.load("train")
+    who = plugins.entry("dataset", config.dataset).who
+    with plugin_code(who, "in load('train')"):
+        data = dataset.load("train")
+    return check_data(data, who)
 
 
-def assemble(config: TrainConfig, data: ImageData, *, plugins: Registry = registry) -> Assembly:
-    """Build the generator, discriminator and loss the config names, for images like ``data``'s."""
+def assemble(config: TrainConfig, data: ImageData, *, plugins: Registry = registry, precheck: bool = True) -> Assembly:
+    """Build the generator, discriminator and loss the config names, for images like ``data``'s.
+
+    They are first built on the meta device and checked (``check_assembly``), so models too large for this machine
+    are refused before anything is allocated; ``precheck=False`` skips that (it is how the check builds them).
+    """
+    if precheck:
+        check_assembly(config, data, plugins=plugins)
     channels, native_size = int(data.images.shape[1]), int(data.images.shape[-1])
     image_size = config.image_size or config.generator_options.get("image_size") or native_size
     geometry = {"image_size": image_size, "channels": channels}
@@ -81,30 +96,97 @@ def assemble(config: TrainConfig, data: ImageData, *, plugins: Registry = regist
         ),
     )
     loss: Loss = plugins.create("loss", config.loss, config.loss_options)
-    check_compatible(generator, discriminator, data)
+    check_compatible(generator, discriminator, data, dataset=config.dataset, plugins=plugins)
     return Assembly(data=data, generator=generator, discriminator=discriminator, loss=loss)
 
 
-def check_compatible(generator: Generator, discriminator: Discriminator, data: ImageData) -> None:
-    """One clear message for combinations that cannot train together."""
+def check_assembly(config: TrainConfig, data: ImageData, *, plugins: Registry = registry, processes: int = 1) -> None:
+    """Everything ``assemble`` checks, with the models built on the meta device, so nothing is allocated: plugin
+    names and options, the fit between the parts, and that training them fits in memory (``gankit.sizing``).
+
+    ``processes`` is how many copies of the run this machine will hold (``--nproc``).
+    """
+    names = (("generator", config.generator), ("discriminator", config.discriminator_name), ("loss", config.loss))
+    for kind, name in names:
+        plugins.load(kind, name)  # imported outside the meta context, so module-level tensors are real
+    try:
+        with torch.device("meta"):
+            planned = assemble(config, data, plugins=plugins, precheck=False)
+    except Exception as exc:  # a constructor that reads tensor values cannot run on meta: the real build checks it
+        if not on_meta_only(exc):
+            raise
+        return
+    count, channels, native = len(data.images), int(data.images.shape[1]), int(data.images.shape[-1])
+    size = planned.generator.image_shape[-1]
+    device = torch.device("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu")
+    resized = count * channels * size * size if size != native or device.type != "cpu" else 0
+    check_training_fits(
+        planned.generator,
+        planned.discriminator,
+        names=(config.generator, config.discriminator_name),
+        data_bytes=resized,
+        ema=config.ema,
+        device=device,
+        processes=processes,
+    )
+
+
+def check_compatible(
+    generator: Generator,
+    discriminator: Discriminator,
+    data: ImageData,
+    *,
+    dataset: str | None = None,
+    plugins: Registry = registry,
+) -> None:
+    """One clear message for combinations that cannot train together, naming the plugins (and their distributions).
+
+    ``dataset`` is the dataset plugin's name in the config, when known.
+    """
+    gen, disc = plugins.who_built("generator", generator), plugins.who_built("discriminator", discriminator)
+    data_who = _who(plugins, "dataset", dataset)
     if generator.image_shape != discriminator.image_shape:
         raise ConfigError(
-            f"the generator makes images of shape {generator.image_shape} but the discriminator expects "
+            f"{gen} makes images of shape {generator.image_shape} but {disc} expects "
             f"{discriminator.image_shape}; give both the same image_size and channels"
         )
     if generator.image_shape[0] != data.images.shape[1]:
         raise ConfigError(
-            f"the dataset has {data.images.shape[1]} channel(s) but the models use {generator.image_shape[0]}"
+            f"{data_who} has {data.images.shape[1]} channel(s) but the models use {generator.image_shape[0]}"
         )
     if discriminator.num_classes and not generator.num_classes:
-        raise ConfigError("a conditional discriminator needs a conditional generator; set num_classes on both")
+        raise ConfigError(
+            f"{disc} is conditional but {gen} is not; a conditional discriminator needs a conditional generator: "
+            "set num_classes on both"
+        )
+    if generator.num_classes and not discriminator.num_classes:
+        raise ConfigError(
+            f"{gen} conditions on {generator.num_classes} classes but {disc} on none, so the labels would never "
+            f"be trained; give the discriminator num_classes={generator.num_classes} too"
+        )
     if discriminator.num_classes not in (0, generator.num_classes):
         raise ConfigError(
-            f"the generator conditions on {generator.num_classes} classes but the discriminator on "
-            f"{discriminator.num_classes}; give both the same num_classes"
+            f"{gen} conditions on {generator.num_classes} classes but {disc} on {discriminator.num_classes}; "
+            "give both the same num_classes"
+        )
+    if generator.num_classes and not data.num_classes:
+        raise ConfigError(
+            f"{data_who} has no labels, so a model conditioned on {generator.num_classes} classes would only ever "
+            "see label 0; drop --num-classes (and any num_classes option), or use labelled data (for --dataset "
+            "folder: one subfolder per class)"
         )
     if generator.num_classes and generator.num_classes < data.num_classes:
         raise ConfigError(
-            f"the dataset has {data.num_classes} classes but the generator conditions on "
-            f"{generator.num_classes}; use num_classes={data.num_classes}"
+            f"{data_who} has {data.num_classes} classes but {gen} conditions on {generator.num_classes}; "
+            f"use num_classes={data.num_classes}"
         )
+
+
+def _who(plugins: Registry, kind: str, name: str | None) -> str:
+    """How messages name plugin ``name`` of ``kind``: ``dataset 'mnist' from 'gankit' 0.1.0``, or plainly."""
+    if name is None:
+        return f"the {kind}"
+    try:
+        return plugins.entry(kind, name).who
+    except PluginError:
+        return f"{kind} '{name}'"

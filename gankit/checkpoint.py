@@ -11,19 +11,28 @@ a ``{"__tensor__": key}`` placeholder. The few things JSON cannot say directly a
 - ``{"__ndarray__": key}`` and ``{"__numpy__": [dtype, value]}``: numpy arrays and scalars (numpy RNG state).
 
 ``unflatten_state`` is the exact inverse, so ``optimizer.load_state_dict`` gets int keys and tuples back.
+
+Since format 2 the metadata also holds ``content_hash``: BLAKE2b over every tensor (name, dtype, shape and bytes,
+in key order) and every other metadata string (the skeleton and the caller's, such as ``step``). ``load_checkpoint``
+recomputes it, so one flipped bit or an edited step makes the file "damaged" instead of silently wrong. Format 1
+files, which have no hash, still load.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import math
+import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
@@ -33,6 +42,7 @@ from gankit.tensorfile import (
     atomic_write,
     check_format,
     checked_metadata,
+    dtype_name,
     failure,
     one_line,
     read_safetensors_header,
@@ -40,7 +50,7 @@ from gankit.tensorfile import (
 )
 
 CHECKPOINT_FORMAT = "gankit.checkpoint"
-CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 2
 """The newest checkpoint format this gankit reads and the one it writes; the export's version is separate."""
 
 _TENSOR = "__tensor__"
@@ -53,7 +63,10 @@ _MARKERS = frozenset({_TENSOR, _NDARRAY, _NUMPY, _TUPLE, _DICT, _FLOAT})
 _NUMPY_SCALAR_KINDS = "biufc"
 """The numpy scalars a checkpoint holds (RNG states, counters): bool, integers, floats and complex numbers."""
 
-RESERVED_METADATA = ("format", "format_version", "state")
+CONTENT_HASH = "content_hash"
+"""The metadata key of the checkpoint's content hash (format 2 on)."""
+
+RESERVED_METADATA = ("format", "format_version", "state", CONTENT_HASH)
 """Metadata keys ``save_checkpoint`` writes itself; caller metadata may not use them."""
 
 _WHAT = "gankit checkpoint"
@@ -196,24 +209,50 @@ def save_checkpoint(path: Path, state: dict[str, Any], *, metadata: dict[str, st
         **extra,
     }
     ready = standalone_tensors(tensors)
+    header[CONTENT_HASH] = content_hash(ready, header)
 
     def write(tmp: Path) -> None:
-        save_file(ready, str(tmp), metadata=header)
+        try:
+            save_file(ready, str(tmp), metadata=header)
+        except SafetensorError as exc:  # its I/O failures (a full disk) are not OSError: make them one
+            raise _as_os_error(exc) from None
 
     atomic_write(Path(path), write, overwrite=True, error=CheckpointError)
+
+
+def _as_os_error(exc: SafetensorError) -> OSError:
+    """``SafetensorError('... I/O error: No space left on device (os error 28)')`` as the ``OSError`` it reports."""
+    found = re.search(r"os error (\d+)", str(exc))
+    code = int(found.group(1)) if found else errno.EIO
+    return OSError(code, os.strerror(code) if found else one_line(exc))
+
+
+def content_hash(tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> str:
+    """``blake2b:<hex>`` over every tensor (name, dtype, shape, bytes) and every metadata string but the hash itself.
+
+    The tensors must be contiguous and on the CPU, as ``standalone_tensors`` makes them and safetensors reads them.
+    """
+    digest = hashlib.blake2b(digest_size=32)
+    fields = sorted((key, value) for key, value in metadata.items() if key != CONTENT_HASH)
+    digest.update(json.dumps(fields).encode())
+    for key in sorted(tensors):
+        tensor = tensors[key]
+        digest.update(json.dumps([key, dtype_name(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    return f"blake2b:{digest.hexdigest()}"
 
 
 def read_checkpoint_metadata(path: Path) -> dict[str, str]:
     """The caller metadata saved with a checkpoint (no tensors are read); ``CheckpointError`` if it is not one."""
     path = Path(path)
-    meta = _read_header(path).metadata
+    meta = _read_header(path)[0].metadata
     return {key: value for key, value in meta.items() if key not in RESERVED_METADATA}
 
 
-def _read_header(path: Path) -> SafetensorsHeader:
-    """The header of a checkpoint, after checking it is one this gankit can read."""
+def _read_header(path: Path) -> tuple[SafetensorsHeader, int]:
+    """The header of a checkpoint and its format version, after checking it is one this gankit can read."""
     header = read_safetensors_header(path, error=CheckpointError)
-    check_format(
+    version = check_format(
         path,
         header.metadata,
         expected=CHECKPOINT_FORMAT,
@@ -221,17 +260,17 @@ def _read_header(path: Path) -> SafetensorsHeader:
         newest=CHECKPOINT_FORMAT_VERSION,
         error=CheckpointError,
     )
-    return header
+    return header, version
 
 
 def load_checkpoint(path: Path, *, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by ``save_checkpoint``, with its tensors on ``device``.
 
     Numpy arrays always come back on the CPU. Every way the file can be wrong (missing, truncated, corrupt, not a
-    checkpoint, written by a newer gankit) is a one-line ``CheckpointError``.
+    checkpoint, written by a newer gankit, a content hash that does not match) is a one-line ``CheckpointError``.
     """
     path = Path(path)
-    header = _read_header(path)
+    header, version = _read_header(path)
     raw = header.metadata.get("state")
     if raw is None:
         raise CheckpointError(f"{path} is a damaged {_WHAT}: metadata 'state' is missing")
@@ -240,10 +279,20 @@ def load_checkpoint(path: Path, *, device: str | torch.device = "cpu") -> dict[s
     except (ValueError, RecursionError):
         raise CheckpointError(f"{path} is a damaged {_WHAT}: metadata 'state' is not valid JSON") from None
     try:
-        with safe_open(str(path), framework="pt", device=str(torch.device(device))) as handle:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
             tensors = {key: handle.get_tensor(key) for key in header.tensors}
     except Exception as exc:  # safetensors raises its own error type, or OSError on a file changed under us
         raise failure(path, exc, error=CheckpointError) from None
+    if version >= 2:
+        recorded = header.metadata.get(CONTENT_HASH)
+        if recorded is None:
+            raise CheckpointError(f"{path} is a damaged {_WHAT}: metadata '{CONTENT_HASH}' is missing")
+        if content_hash(tensors, header.metadata) != recorded:
+            raise CheckpointError(
+                f"{path} is a damaged {_WHAT}: its content does not match its hash (changed after it was written)"
+            )
+    if torch.device(device).type != "cpu":
+        tensors = {key: tensor.to(device) for key, tensor in tensors.items()}
     try:
         state = unflatten_state(tensors, skeleton)
     except ValueError as exc:

@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from gankit.errors import ConfigError, format_validation_error
+from gankit.text import printable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,7 +30,7 @@ DeviceChoice = Literal["auto", "cpu", "cuda"]
 class TrainConfig(BaseModel):
     """Everything that defines a training run. Field descriptions double as the CLI's help lines."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # --lr-g nan: "a finite number"
 
     generator: str = Field("dcgan", description="Generator plugin name (see `gankit plugins`).")
     discriminator: str | None = Field(None, description="Discriminator plugin name; defaults to the generator's.")
@@ -64,6 +65,9 @@ class TrainConfig(BaseModel):
     out: Path | None = Field(None, description="Run folder (default: runs/<gen>-<loss>-<time>).")
     log_every: int = Field(50, ge=1, description="Steps between metric lines (and host synchronisations).")
     sample_count: int = Field(64, ge=1, le=1024, description="Images in each sample grid.")
+    sample_every: int = Field(
+        1, ge=1, le=1_000_000, description="Epochs between sample grids; the last epoch always gets one."
+    )
     ema: bool = Field(False, description="Keep an EMA of G's weights (StyleGAN-style); sample, score and export it.")
     ema_kimg: float = Field(10.0, ge=0, le=1e6, description="EMA half-life in thousands of images.")
     ema_rampup: float | None = Field(0.05, ge=0, le=1, description="EMA ramp-up: half-life <= images seen x this.")
@@ -76,6 +80,12 @@ class TrainConfig(BaseModel):
     max_skipped_steps: int = Field(
         50, ge=1, description="Stop when fp16 gradient scaling skips this many steps in a row."
     )
+    trackers: list[str] = Field(
+        default_factory=list, description="Experiment trackers that also get the metrics, e.g. tensorboard."
+    )
+    tracker_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Options per tracker, {name: {key: value}}; see tracker_options_by_name."
+    )
 
     @field_validator("betas")
     @classmethod
@@ -84,10 +94,59 @@ class TrainConfig(BaseModel):
             raise ValueError("each beta must be in [0, 1)")
         return betas
 
+    @field_validator("trackers")
+    @classmethod
+    def _trackers_once(cls, trackers: list[str]) -> list[str]:
+        twice = sorted({name for name in trackers if trackers.count(name) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} given more than once")
+        return trackers
+
+    @field_validator("tracker_options", mode="before")
+    @classmethod
+    def _tracker_options_by_name(cls, options: Any, info: ValidationInfo) -> Any:
+        if not isinstance(options, Mapping) or not isinstance(info.data.get("trackers"), list):
+            return options  # not a mapping: the type check says so; bad trackers: already reported
+        return tracker_options_by_name(options, info.data["trackers"])
+
     @property
     def discriminator_name(self) -> str:
         """The discriminator defaults to the generator's namesake."""
         return self.discriminator or self.generator
+
+
+def tracker_options_by_name(options: Mapping[str, Any], trackers: list[str]) -> dict[str, dict[str, Any]]:
+    """``--tracker-opt`` values grouped by tracker: ``{"tensorboard": {"flush_secs": 5}}``.
+
+    A key is ``NAME.KEY`` (``tensorboard.flush_secs``) or, with a single tracker, just ``KEY``; a value that is
+    a mapping holds one tracker's options (the TOML table ``[tracker_options.tensorboard]``). Plain keys win over a
+    table, since flags override the file. Raises ``ValueError`` naming a key that fits no tracker of ``trackers``.
+    """
+    by_name = {name.replace("-", "_"): name for name in trackers}  # --tracker-opt keys have - turned into _
+    grouped: dict[str, dict[str, Any]] = {}
+    tables = [(key, value) for key, value in options.items() if isinstance(value, Mapping)]
+    plain = [(key, value) for key, value in options.items() if not isinstance(value, Mapping)]
+    for key, value in tables:
+        name = by_name.get(key.replace("-", "_"))
+        if name is None:
+            raise ValueError(f"options for '{key}', which is not one of the trackers ({', '.join(trackers) or 'none'})")
+        grouped.setdefault(name, {}).update(value)
+    for key, value in plain:
+        prefix, dot, option = key.rpartition(".")
+        if dot:
+            name = by_name.get(prefix.replace("-", "_"))
+            if name is None:
+                raise ValueError(
+                    f"'{key}' names '{prefix}', which is not one of the trackers ({', '.join(trackers) or 'none'})"
+                )
+        elif len(trackers) == 1:
+            name, option = trackers[0], key
+        elif not trackers:
+            raise ValueError(f"'{key}' is set but no tracker is chosen; add --tracker NAME")
+        else:
+            raise ValueError(f"with {len(trackers)} trackers, say which one '{key}' is for: NAME.{key}")
+        grouped.setdefault(name, {})[option] = value
+    return grouped
 
 
 def build_config(values: Mapping[str, Any]) -> TrainConfig:
@@ -98,38 +157,78 @@ def build_config(values: Mapping[str, Any]) -> TrainConfig:
         raise ConfigError(format_validation_error(exc, what="training configuration")) from None
 
 
-RESUMABLE = ("epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every", "eval_samples")
-"""The settings a resumed run may change; anything else would make it a different run."""
+RESUMABLE = (
+    "epochs",
+    "max_steps",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "eval_every",
+    "eval_samples",
+    "sample_every",
+    "trackers",
+    "tracker_options",
+)
+"""The settings a resumed run may change (``gankit.resuming``); any other must repeat the recorded value."""
 
 
-def resume_config(recorded: Mapping[str, Any], overrides: Mapping[str, Any], *, out: Path) -> TrainConfig:
-    """A run's ``recorded`` configuration (its ``config.json``) with only the ``RESUMABLE`` settings changed.
+MAX_CONFIG_BYTES = 1_000_000
+"""The largest config file read: a real one is a few hundred bytes."""
 
-    ``overrides`` are the settings given again (``None``: not given); ``out`` is the run folder being resumed.
-    """
-    changed = sorted(key for key, value in overrides.items() if value is not None and key not in RESUMABLE)
-    if changed:
-        raise ConfigError(
-            f"--resume continues a run as configured; these cannot change: {', '.join(changed)} "
-            f"(allowed: {', '.join(RESUMABLE)})"
-        )
-    values = {key: recorded[key] for key in TrainConfig.model_fields if key in recorded}
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    values["out"] = str(out)
-    return build_config(values)
+MAX_CONFIG_DEPTH = 16
+"""The deepest nesting of tables and arrays accepted in a config file (a real one nests two levels)."""
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """The contents of a TOML config file, as data: nothing in it is ever executed."""
+    """The contents of a TOML config file, as data: nothing in it is ever executed.
+
+    Whatever the file holds (another encoding, random bytes, arrays nested thousands deep, a number of a million
+    digits) the outcome is its data or one ``ConfigError`` line.
+    """
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; check the path given to --config") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes; it is not a gankit config")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+    try:
+        values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}; fix the line it names") from None
+        raise ConfigError(f"config file {path} is not valid TOML: {printable(exc)}; fix the line it names") from None
+    except RecursionError:
+        raise ConfigError(_too_deep(path)) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"config file {path} is not valid TOML: {printable(exc, limit=80)}") from None
+    if _depth(values) > MAX_CONFIG_DEPTH:
+        raise ConfigError(_too_deep(path))
+    return values
+
+
+def _too_deep(path: Path) -> str:
+    return f"config file {path} nests tables or arrays more than {MAX_CONFIG_DEPTH} levels deep; flatten it"
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and dicts nest in ``value`` (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 def parse_key_values(pairs: Iterable[str], *, flag: str) -> dict[str, Any]:

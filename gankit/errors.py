@@ -20,6 +20,21 @@ class PluginError(GankitError):
     """A plugin is unknown, ambiguous, broken or of the wrong kind."""
 
 
+class PluginFailure(PluginError):
+    """A plugin's own code raised (constructor, forward, loss, dataset load): one line naming the plugin, its
+    distribution and the exception's message. ``details`` keeps the full traceback, which ``gankit --debug`` shows and
+    a run writes to ``error.log`` in its folder."""
+
+    def __init__(self, message: str, *, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class ContractError(PluginError):
+    """A plugin returned something the contract rules out (a shape, a dtype, values out of range), seen by the
+    check gankit runs before training."""
+
+
 class ConfigError(GankitError):
     """An option or configuration file failed validation."""
 

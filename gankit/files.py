@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,12 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp(\.[^.]*)?")
+"""What ``atomic_output`` names its temporary files: ``.NAME.<8 hex>.tmp.SUFFIX``."""
+_SAFETENSORS_TEMPORARY = re.compile(r"\.tmp[A-Za-z0-9]{6}")
+"""What safetensors' ``save_file`` (Rust's ``tempfile``) writes to before renaming it onto the target."""
 
 
 def _create_temporary(path: Path) -> Path:
@@ -90,6 +97,26 @@ def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> No
     """Write ``data`` to ``path`` atomically (see ``atomic_output``)."""
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(data)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files an interrupted atomic write left in ``folder`` (not below it); returns them.
+
+    Only names ``atomic_output`` and safetensors give their temporary files are touched. Call it only where no
+    other process can be writing (a locked run folder): a live writer's temporary file looks the same.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        stale = _TEMPORARY.fullmatch(entry.name) or _SAFETENSORS_TEMPORARY.fullmatch(entry.name)
+        if stale and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 def sha256_file(path: Path) -> str:

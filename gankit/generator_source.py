@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
+
+import torch
 
 from gankit.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from gankit.errors import CheckpointError, ConfigError, FileFormatError
@@ -10,15 +13,28 @@ from gankit.export import load_generator
 from gankit.interfaces import Generator
 from gankit.registry import registry
 from gankit.run_folder import RunFolder
+from gankit.sizing import check_model_fits
 from gankit.tensorfile import read_safetensors_header
+from gankit.text import printable
+
+
+class CheckpointGenerator(NamedTuple):
+    """A generator rebuilt from a training checkpoint."""
+
+    generator: Generator
+    plugin: str
+    """The generator plugin's name, as ``config.json`` records it."""
+    ema_weights: bool
+    """Whether the weights are the run's exponential moving average (``--ema``) rather than the trained ones."""
 
 
 def generator_from_checkpoint(
     run: RunFolder, *, checkpoint: Path | None = None, device: str = "cpu"
-) -> tuple[Generator, str]:
+) -> CheckpointGenerator:
     """Rebuild a run's generator from its ``config.json`` and a checkpoint (the latest by default), in eval mode.
 
-    Returns the generator and its plugin name.
+    For a run that kept an EMA (``--ema``), the weights are the average, the very weights training exports to
+    ``generator.safetensors``; otherwise the trained generator's.
     """
     checkpoint = checkpoint or run.checkpoint_path
     if not checkpoint.is_file():
@@ -27,19 +43,24 @@ def generator_from_checkpoint(
     plugin, options = config["generator"], config.get("generator_options", {})
     if not isinstance(plugin, str) or not isinstance(options, dict):
         raise ConfigError(f"{run.config_path} is not a gankit run configuration (generator or its options)")
+    try:  # on the meta device first: options that ask for more memory than there is are refused here
+        check_model_fits("generator", plugin, options, device=device)
+    except ConfigError as exc:
+        raise ConfigError(f"{run.config_path}: {exc}") from None
     generator: Generator = registry.create("generator", plugin, options)
     state = load_checkpoint(checkpoint, device=device)
-    weights = state.get("generator")
+    ema = state.get("ema")
+    weights = ema if isinstance(ema, dict) else state.get("generator")
     if not isinstance(weights, dict):
         raise CheckpointError(f"{checkpoint} holds no generator weights; it is not a training checkpoint")
     try:
         generator.load_state_dict(weights)
     except (RuntimeError, TypeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[-1].strip()[:200]
+        first = printable(str(exc).strip().splitlines()[-1].strip())
         raise CheckpointError(
-            f"{checkpoint} does not fit generator '{plugin}' as configured in config.json: {first}"
+            f"{checkpoint} does not fit generator '{printable(plugin, limit=80)}' as configured in config.json: {first}"
         ) from None
-    return generator.to(device).eval(), plugin
+    return CheckpointGenerator(generator.to(device).eval(), plugin, isinstance(ema, dict))
 
 
 def load_any_generator(source: Path, *, device: str = "cpu") -> Generator:
@@ -52,10 +73,10 @@ def load_any_generator(source: Path, *, device: str = "cpu") -> Generator:
         run = RunFolder(source)
         if run.export_path.is_file():
             return load_generator(run.export_path, device=device)
-        return generator_from_checkpoint(run, device=device)[0]
+        return generator_from_checkpoint(run, device=device).generator
     run_of_checkpoint = _run_holding_checkpoint(source)
     if run_of_checkpoint is not None:
-        return generator_from_checkpoint(run_of_checkpoint, checkpoint=source, device=device)[0]
+        return generator_from_checkpoint(run_of_checkpoint, checkpoint=source, device=device).generator
     return load_generator(source, device=device)
 
 
@@ -71,3 +92,52 @@ def _run_holding_checkpoint(source: Path) -> RunFolder | None:
         if run.config_path.is_file() and source.parent in (run.path, run.older_checkpoints_dir):
             return run
     return None
+
+
+def nonfinite_tensors(model: torch.nn.Module) -> list[str]:
+    """The names of the model's floating-point weights and buffers that hold NaN or infinity; empty when none do.
+
+    Loading stays permissive (``load_generator`` returns such a model as it is, and it draws blank images);
+    ``gankit export`` refuses one and ``gankit sample`` warns, with ``nonfinite_summary``.
+    """
+    return [
+        name
+        for name, tensor in model.state_dict().items()
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all())
+    ]
+
+
+def nonfinite_summary(source: Path, names: list[str]) -> str:
+    """``x.safetensors holds NaN or infinite weights in 'net.0.weight' and 2 more tensors``."""
+    more = f" and {len(names) - 1} more tensor{'s' if len(names) > 2 else ''}" if len(names) > 1 else ""
+    return f"{source} holds NaN or infinite weights in '{printable(names[0], limit=80)}'{more}"
+
+
+def recorded_dataset(source: Path) -> str | None:
+    """The dataset plugin the generator of ``source`` was trained on, when its run or export records one.
+
+    A run folder (or a checkpoint in one) records it in ``config.json``; an export in its model card (metadata key
+    ``model_card``) or a plain ``dataset`` metadata key. None when nothing says.
+    """
+    import json
+
+    run = RunFolder(source if source.is_dir() else source.parent)
+    if not source.is_dir() and _run_holding_checkpoint(source) is None:
+        try:
+            metadata = read_safetensors_header(source).metadata
+        except FileFormatError:
+            return None
+        try:
+            card = json.loads(metadata.get("model_card", "{}"))
+        except ValueError:
+            card = {}
+        found = card.get("dataset") if isinstance(card, dict) else None
+        found = found or metadata.get("dataset")
+        return found if isinstance(found, str) and found else None
+    if not source.is_dir():
+        run = _run_holding_checkpoint(source) or run
+    try:
+        found = run.read_config().get("dataset")
+    except ConfigError:
+        return None
+    return found if isinstance(found, str) and found else None

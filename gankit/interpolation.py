@@ -18,7 +18,7 @@ from torch.nn import functional
 from gankit.artifacts import save_progress_gif
 from gankit.errors import FileFormatError
 from gankit.interfaces import Generator
-from gankit.sampling import save_image_grid
+from gankit.sampling import generate, save_image_grid
 from gankit.tensorfile import atomic_write
 
 _PARALLEL = 1e-6
@@ -74,29 +74,8 @@ def walk_images(generator: Generator, keypoints: int, *, seed: int, steps: int =
     labels = None
     if generator.num_classes:
         labels = torch.arange(panels).repeat(len(frames)) if label is None else torch.full((len(frames),), label)
-    images = _generate(generator, frames.repeat_interleave(panels, dim=0), labels)
+    images = generate(generator, frames.repeat_interleave(panels, dim=0), labels)
     return images.reshape(keypoints, steps, panels, *images.shape[1:])
-
-
-def _generate(generator: Generator, latents: Tensor, labels: Tensor | None, batch_size: int = 1000) -> Tensor:
-    """``generator`` applied to given latents in eval mode, float32 on the CPU, clamped as ``gankit sample`` does."""
-    device = next(iter(generator.parameters()), torch.empty(0)).device
-    was_training = generator.training
-    generator.eval()
-    try:
-        with torch.inference_mode():
-            chunks = [
-                generator(
-                    latents[start : start + batch_size].to(device),
-                    None if labels is None else labels[start : start + batch_size].to(device),
-                )
-                .to(device="cpu", dtype=torch.float32)
-                .clamp_(-1.0, 1.0)
-                for start in range(0, len(latents), batch_size)
-            ]
-    finally:
-        generator.train(was_training)
-    return torch.cat(chunks)
 
 
 def save_walk(images: Tensor, grid_path: Path, gif_path: Path, *, nrow: int | None = None, frame_ms: int = 100) -> None:

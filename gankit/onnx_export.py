@@ -2,8 +2,9 @@
 
 The model takes ``latent`` (float32 ``(N, latent_dim)``) and, when the generator is conditional, ``labels`` (int64
 ``(N,)``), and returns ``images`` (float32 ``(N, C, H, W)``, clamped to ``[-1, 1]`` exactly as ``gankit sample``
-clamps). ``N`` is dynamic. The metadata of the safetensors export (``gankit.export.METADATA_KEYS`` and any extra
-keys) goes into the model's ``metadata_props``. Needs the optional packages of ``pip install "gankit[onnx]"``.
+clamps). ``N`` is dynamic. The metadata of the safetensors export (``gankit.export.METADATA_KEYS``, the model card
+and any extra keys) goes into the model's ``metadata_props``. Needs the optional packages of
+``pip install "gankit[onnx]"``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import io
 import json
 import logging
 import re
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,9 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from gankit.errors import ExportError
-from gankit.export import METADATA_KEYS, save_generator
+from gankit.export import METADATA_KEYS, ExportMetadata, parse_export_metadata
 from gankit.interfaces import Generator
-from gankit.tensorfile import atomic_write, read_safetensors_header
+from gankit.tensorfile import atomic_write
 
 LATENT, LABELS, IMAGES = "latent", "labels", "images"
 """The names of the ONNX model's inputs and output."""
@@ -52,7 +52,8 @@ class _Sampler(nn.Module):
 def export_onnx(generator: Generator, path: Path, *, metadata: Mapping[str, str], overwrite: bool = False) -> None:
     """Write ``generator`` as an ONNX model with a dynamic batch size and ``metadata`` in its ``metadata_props``.
 
-    ``metadata`` is an export's metadata (``export_metadata`` makes it; every key of ``METADATA_KEYS`` is required).
+    ``metadata`` is an export's metadata (``gankit.export.export_metadata`` makes it, the very metadata
+    ``save_generator`` writes; every key of ``METADATA_KEYS`` is required).
     The generator is traced in eval mode on a CPU copy, so the caller's model is left as it was. An existing file is
     refused unless ``overwrite``; a missing package or a plugin the exporter cannot trace is one ``ExportError`` line.
     """
@@ -100,17 +101,6 @@ def export_onnx(generator: Generator, path: Path, *, metadata: Mapping[str, str]
     atomic_write(Path(path), lambda tmp: program.save(str(tmp)), overwrite=overwrite, error=ExportError)
 
 
-def export_metadata(
-    generator: Generator, *, plugin_name: str, extra: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The metadata ``save_generator`` writes for ``generator``: read back from a temporary export, so the ONNX
-    file and the safetensors file never disagree on a key."""
-    with tempfile.TemporaryDirectory(prefix="gankit-export-") as folder:
-        path = Path(folder) / "generator.safetensors"
-        save_generator(generator, path, plugin_name=plugin_name, extra=dict(extra or {}))
-        return read_safetensors_header(path, error=ExportError).metadata
-
-
 def read_onnx_metadata(path: Path) -> dict[str, str]:
     """The ``metadata_props`` of an ONNX file, as a dict of strings."""
     try:
@@ -124,11 +114,18 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
     return {prop.key: prop.value for prop in model.metadata_props}
 
 
+def read_onnx_export_metadata(path: Path) -> ExportMetadata:
+    """An ONNX model's gankit metadata, validated as an export's is (``gankit.export.read_export_metadata``)."""
+    return parse_export_metadata(path, read_onnx_metadata(path))
+
+
 def _checked_metadata(generator: Generator, metadata: Mapping[str, Any]) -> dict[str, str]:
     """Every standard key present, strings only, and the geometry it records is the generator's."""
     missing = [key for key in METADATA_KEYS if key not in metadata]
     if missing:
-        raise ExportError(f"ONNX export metadata lacks the key(s) {', '.join(missing)}; make it with export_metadata")
+        raise ExportError(
+            f"ONNX export metadata lacks the key(s) {', '.join(missing)}; make it with gankit.export.export_metadata"
+        )
     props = {str(key): value for key, value in metadata.items()}
     for key, value in props.items():
         if not isinstance(value, str):

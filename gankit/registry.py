@@ -7,113 +7,81 @@ Any installed distribution can add a plugin by declaring an entry point in one o
 
 gankit's own built-ins are registered exactly this way. Notebooks and tests can also call ``register_plugin``.
 A broken plugin is reported with its name, distribution and cause, and never stops the others from working.
+
+Wherever a name is taken, ``DIST:NAME`` (``gankit:dcgan``) names the plugin ``NAME`` of the distribution ``DIST``.
+When two distributions provide the same name, neither is disabled: the plain name is refused with one line listing
+the qualified choices, and each qualified name works. What is known before a plugin is imported (``KINDS``,
+``PluginEntry``, ``split_name``) lives in ``gankit.plugin_entries`` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
+from gankit.blame import plugin_code
 from gankit.errors import ConfigError, PluginError, format_validation_error
+from gankit.plugin_entries import (
+    KINDS,
+    RUNTIME_DISTRIBUTION,
+    PluginEntry,
+    PluginKind,
+    check_kind,
+    entry_from_metadata,
+    same_distribution,
+    split_name,
+)
 
 if TYPE_CHECKING:
     from gankit.interfaces import PluginOptions
 
-
-class PluginKind(NamedTuple):
-    """One kind of plugin: where its entry points are listed and what its classes must subclass."""
-
-    group: str
-    """The entry-point group, e.g. ``gankit.generators``."""
-    base_name: str
-    """The base class in ``gankit.interfaces`` every plugin of the kind subclasses, e.g. ``Generator``."""
-
-    @property
-    def base(self) -> type:
-        """The base class itself; importing it imports torch, so the CLI can list kinds without it."""
-        from gankit import interfaces
-
-        cls: type = getattr(interfaces, self.base_name)
-        return cls
-
-
-KINDS: dict[str, PluginKind] = {
-    "generator": PluginKind("gankit.generators", "Generator"),
-    "discriminator": PluginKind("gankit.discriminators", "Discriminator"),
-    "loss": PluginKind("gankit.losses", "Loss"),
-    "dataset": PluginKind("gankit.datasets", "Dataset"),
-}
-"""Every plugin kind, by the name users type (``gankit plugins --kind loss``): the one list of kinds gankit has."""
-
-RUNTIME_DISTRIBUTION = "<registered at runtime>"
+__all__ = [
+    "KINDS",
+    "RUNTIME_DISTRIBUTION",
+    "PluginEntry",
+    "PluginKind",
+    "Registry",
+    "create_plugin",
+    "get_plugin",
+    "list_plugins",
+    "register_plugin",
+    "registry",
+    "split_name",
+]
 
 T = TypeVar("T")
-
-
-@dataclass
-class PluginEntry:
-    """One advertised plugin, known from metadata alone until ``load`` is called."""
-
-    kind: str
-    """One of ``KINDS``: ``generator``, ``discriminator``, ``loss`` or ``dataset``."""
-    name: str
-    """The name users type, e.g. after ``--gen``."""
-    target: str
-    """Where the class lives, ``module:Class``, as the entry point says."""
-    distribution: str
-    """The installed distribution (pip package) that advertises the plugin; ``<registered at runtime>`` for
-    ``register_plugin``."""
-    version: str
-    """That distribution's version; empty at runtime."""
-    loader: Callable[[], Any] = field(repr=False)
-    """Imports and returns the class, unchecked; ``Registry.load`` is the checked way."""
-
-    @property
-    def origin(self) -> str:
-        """Where the plugin comes from, for messages: ``'gankit' 0.1.0``."""
-        return f"'{self.distribution}' {self.version}".strip()
 
 
 def _entry_points_in(group: str) -> Iterable[metadata.EntryPoint]:
     return metadata.entry_points(group=group)
 
 
-def _entry_from_metadata(kind: str, ep: metadata.EntryPoint) -> PluginEntry:
-    dist = getattr(ep, "dist", None)
-    return PluginEntry(
-        kind=kind,
-        name=ep.name,
-        target=ep.value,
-        distribution=dist.name if dist is not None else "unknown",
-        version=dist.version if dist is not None else "",
-        loader=ep.load,
-    )
-
-
 class Registry:
     """The plugins of every kind, from entry points plus any registered at runtime."""
 
     def __init__(self, entry_points: Callable[[str], Iterable[metadata.EntryPoint]] = _entry_points_in) -> None:
+        """``entry_points(group)`` lists the entry points of a group: the installed ones by default."""
         self._entry_points = entry_points
         self._runtime: dict[tuple[str, str], PluginEntry] = {}
-        self._loaded: dict[tuple[str, str], type] = {}
+        self._loaded: dict[tuple[str, str, str], type] = {}
+        """(kind, name, distribution) -> the checked class."""
 
     # -- listing: metadata only, nothing is imported -------------------------------------------------------------
 
     def entries(self, kind: str | None = None) -> list[PluginEntry]:
         """Every advertised plugin of ``kind`` (all kinds when None), sorted by kind and name."""
-        kinds = [_check_kind(kind)] if kind is not None else list(KINDS)
+        kinds = [check_kind(kind)] if kind is not None else list(KINDS)
         found: list[PluginEntry] = []
         for each in kinds:
             group = KINDS[each].group
             seen: set[tuple[str, str, str]] = set()
             for ep in self._entry_points(group):
-                entry = _entry_from_metadata(each, ep)
+                entry = entry_from_metadata(each, ep)
                 key = (entry.name, entry.distribution, entry.target)
                 if key not in seen:  # a distribution visible twice on sys.path is still one plugin
                     seen.add(key)
@@ -130,29 +98,53 @@ class Registry:
     def entry(self, kind: str, name: str) -> PluginEntry:
         """The single entry called ``name``, from metadata alone: ``registry.entry("loss", "hinge").distribution``.
 
-        Raises ``PluginError`` for an unknown name (with the closest match) and for a name two distributions provide.
+        ``name`` may be qualified, ``DIST:NAME``. A plugin registered at runtime with ``replace=True`` shadows an
+        installed one of the same name. Raises ``PluginError`` for an unknown name (with the closest match) and for a
+        plain name two distributions provide (listing the qualified names to choose from).
         """
-        candidates = [entry for entry in self.entries(kind) if entry.name == name]
+        distribution, plain = split_name(name)
+        candidates = [
+            entry
+            for entry in self.entries(kind)
+            if entry.name == plain and (distribution is None or same_distribution(entry.distribution, distribution))
+        ]
         if not candidates:
             raise PluginError(self._unknown_message(kind, name))
+        runtime = [entry for entry in candidates if entry.distribution == RUNTIME_DISTRIBUTION]
+        if runtime:
+            return runtime[0]
         if len(candidates) > 1:
             origins = " and ".join(entry.origin for entry in candidates)
-            raise PluginError(
-                f"{kind} '{name}' is provided by both {origins}; uninstall one of them so the name is unambiguous"
-            )
+            choices = " or ".join(entry.qualified_name for entry in candidates)
+            raise PluginError(f"{kind} '{plain}' is provided by both {origins}; name one of them: {choices}")
         return candidates[0]
 
-    def load(self, kind: str, name: str) -> type:
-        """Import the plugin class, check its base class and API version, and cache it."""
-        from gankit.interfaces import PLUGIN_API_VERSION
+    def clashes(self, kind: str | None = None) -> dict[tuple[str, str], list[PluginEntry]]:
+        """(kind, name) -> the entries of the distributions that all provide it, for names provided more than once."""
+        found: dict[tuple[str, str], list[PluginEntry]] = {}
+        for entry in self.entries(kind):
+            if entry.distribution != RUNTIME_DISTRIBUTION:
+                found.setdefault((entry.kind, entry.name), []).append(entry)
+        return {key: entries for key, entries in found.items() if len(entries) > 1}
 
-        key = (_check_kind(kind), name)
+    def load(self, kind: str, name: str) -> type:
+        """Import the plugin class ``name`` (plain or ``DIST:NAME``), check it, and cache it (see ``load_entry``)."""
+        return self.load_entry(self.entry(check_kind(kind), name))
+
+    def load_entry(self, entry: PluginEntry) -> type:
+        """Import the class of ``entry`` and check it: base class, every abstract method implemented, API version.
+
+        Anything the import raises, ``SystemExit`` included, becomes a one-line ``PluginError``.
+        """
+        from gankit.interfaces import MIN_PLUGIN_API_VERSION, PLUGIN_API_VERSION
+
+        kind, name = entry.kind, entry.name
+        key = (kind, name, entry.distribution)
         if key in self._loaded:
             return self._loaded[key]
-        entry = self.entry(kind, name)
         try:
             obj = entry.loader()
-        except Exception as exc:  # a plugin's import may fail in any way; report it, keep the host alive
+        except (Exception, SystemExit) as exc:  # a plugin's import may fail in any way; report it, keep the host alive
             raise PluginError(
                 f"{kind} '{name}' from {entry.origin} ({entry.target}) failed to load: {type(exc).__name__}: {exc}"
             ) from exc
@@ -162,11 +154,18 @@ class Registry:
                 f"{kind} '{name}' from {entry.origin} ({entry.target}) is not a subclass of "
                 f"{base.__module__}.{base.__qualname__}"
             )
+        if inspect.isabstract(obj):
+            missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
+            raise PluginError(
+                f"{kind} '{name}' from {entry.origin} ({entry.target}) does not implement {missing}, which every "
+                f"{base.__qualname__} must; define it in the class"
+            )
         version = getattr(obj, "api_version", PLUGIN_API_VERSION)
-        if version != PLUGIN_API_VERSION:
+        if not (isinstance(version, int) and MIN_PLUGIN_API_VERSION <= version <= PLUGIN_API_VERSION):
             raise PluginError(
                 f"{kind} '{name}' from {entry.origin} was built for gankit plugin API {version}, but this gankit "
-                f"speaks API {PLUGIN_API_VERSION}; install a version of {entry.distribution} made for it"
+                f"speaks APIs {MIN_PLUGIN_API_VERSION} to {PLUGIN_API_VERSION}; install a version of "
+                f"{entry.distribution} made for it"
             )
         self._loaded[key] = obj
         return obj
@@ -174,7 +173,7 @@ class Registry:
     def status(self, entry: PluginEntry) -> str:
         """``'ok'`` when the plugin loads and checks out, else the one-line reason it does not."""
         try:
-            self.load(entry.kind, entry.name)
+            self.load_entry(entry)
         except PluginError as exc:
             return str(exc)
         return "ok"
@@ -189,21 +188,53 @@ class Registry:
             raise ConfigError(format_validation_error(exc, what=f"options for {kind} '{name}'")) from None
 
     def create(self, kind: str, name: str, options: Mapping[str, Any] | PluginOptions | None = None) -> Any:
-        """Build the plugin ``name`` of ``kind`` from raw option values (validated here) or ready options."""
+        """Build the plugin ``name`` of ``kind`` from raw option values (validated here) or ready options.
+
+        Anything the plugin's constructor raises becomes a ``PluginFailure`` naming it, and so does a constructor
+        that forgot ``super().__init__(options)``.
+        """
         from gankit.interfaces import PluginOptions
 
         cls = self.load(kind, name)
+        entry = self.entry(kind, name)
         if not isinstance(options, PluginOptions):
             options = self.options_for(kind, name, options)
-        return cls(options)
+        with plugin_code(entry.who, "in its constructor"):
+            built = cls(options)
+        from torch import nn  # the plugin class imported torch already
+
+        if "options" not in vars(built) or (isinstance(built, nn.Module) and "_modules" not in vars(built)):
+            raise PluginError(
+                f"{entry.who} did not call super().__init__(options) in its __init__; call it first, it sets up "
+                "self.options (and, for a model, torch.nn.Module)"
+            )
+        return built
+
+    def recorded_name(self, kind: str, name: str, distribution: str) -> str:
+        """The name to load a plugin recorded as ``name`` from ``distribution`` by: ``DIST:NAME`` when that
+        distribution still provides it (so a clash with another package does not matter), else ``name``."""
+        if any(same_distribution(e.distribution, distribution) for e in self.entries(kind) if e.name == name):
+            return f"{distribution}:{name}"
+        return name
+
+    def who_built(self, kind: str, obj: object) -> str:
+        """How messages name the plugin ``obj`` was built from: its entry's ``who`` when the class was loaded through
+        this registry, else its kind and class."""
+        for (loaded_kind, name, distribution), cls in self._loaded.items():
+            if loaded_kind == kind and cls is type(obj):
+                found = next((e for e in self.entries(kind) if (e.name, e.distribution) == (name, distribution)), None)
+                if found is not None:
+                    return found.who
+        return f"{kind} {type(obj).__module__}.{type(obj).__qualname__}"
 
     # -- runtime registration (notebooks, tests) ----------------------------------------------------------------
 
     def register(self, kind: str, name: str, cls: type, *, replace: bool = False) -> type:
         """Make ``cls`` available as ``name`` without an entry point. Refuses to shadow a name unless ``replace``."""
-        key = (_check_kind(kind), name)
+        key = (check_kind(kind), name)
         if not replace and any(entry.name == name for entry in self.entries(kind)):
             raise PluginError(f"{kind} '{name}' is already registered; pick another name or pass replace=True")
+        self._forget_loaded(kind, name)
         self._runtime[key] = PluginEntry(
             kind=kind,
             name=name,
@@ -212,27 +243,27 @@ class Registry:
             version="",
             loader=lambda: cls,
         )
-        self._loaded.pop(key, None)
         return cls
 
     def unregister(self, kind: str, name: str) -> None:
-        """Forget a plugin registered at runtime."""
-        key = (_check_kind(kind), name)
-        self._runtime.pop(key, None)
-        self._loaded.pop(key, None)
+        """Forget a plugin registered at runtime, and the loaded class of any plugin called ``name``."""
+        self._runtime.pop((check_kind(kind), name), None)
+        self._forget_loaded(kind, name)
+
+    def _forget_loaded(self, kind: str, name: str) -> None:
+        for key in [key for key in self._loaded if key[:2] == (kind, name)]:
+            del self._loaded[key]
 
     def _unknown_message(self, kind: str, name: str) -> str:
+        distribution, plain = split_name(name)
+        if distribution is not None and plain in self.names(kind):
+            offered = ", ".join(entry.qualified_name for entry in self.entries(kind) if entry.name == plain)
+            return f"no distribution '{distribution}' provides {kind} '{plain}'; installed: {offered}."
         available = self.names(kind)
-        hint = difflib.get_close_matches(name, available, n=1)
+        hint = difflib.get_close_matches(plain, available, n=1)
         did_you_mean = f" Did you mean '{hint[0]}'?" if hint else ""
         listing = ", ".join(available) if available else "none installed"
         return f"unknown {kind} '{name}'.{did_you_mean} Available: {listing}."
-
-
-def _check_kind(kind: str) -> str:
-    if kind not in KINDS:
-        raise PluginError(f"unknown plugin kind '{kind}'; expected one of: {', '.join(KINDS)}")
-    return kind
 
 
 registry = Registry()
@@ -242,7 +273,7 @@ registry = Registry()
 def list_plugins(kind: str) -> list[str]:
     """The names of the installed plugins of ``kind``, sorted; read from metadata, nothing is imported.
 
-    ``kind`` is one of ``KINDS``: ``generator``, ``discriminator``, ``loss`` or ``dataset``.
+    ``kind`` is one of ``KINDS``: ``generator``, ``discriminator``, ``loss``, ``dataset`` or ``tracker``.
     """
     return registry.names(kind)
 

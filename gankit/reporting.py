@@ -1,13 +1,16 @@
-"""What training tells the outside world: the reporter protocol, the silent and rich reporters, and the result."""
+"""What training tells the outside world: the reporter protocol, the silent, rich and plain reporters, the result."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from gankit.step_stats import loss_metric_names
 
 
 class Reporter(Protocol):
@@ -17,7 +20,9 @@ class Reporter(Protocol):
 
     def log(self, metrics: dict[str, Any]) -> None: ...
 
-    def epoch_end(self, epoch: int, grid_path: Path) -> None: ...
+    def epoch_end(self, epoch: int, grid_path: Path | None) -> None:
+        """Epoch ``epoch`` (from 0) is done; ``grid_path`` is its sample grid, ``None`` when ``--sample-every``
+        skipped it."""
 
     def warn(self, message: str) -> None: ...
 
@@ -33,7 +38,7 @@ class SilentReporter:
     def log(self, metrics: dict[str, Any]) -> None:
         pass
 
-    def epoch_end(self, epoch: int, grid_path: Path) -> None:
+    def epoch_end(self, epoch: int, grid_path: Path | None) -> None:
         pass
 
     def warn(self, message: str) -> None:
@@ -59,7 +64,8 @@ class TrainResult:
 
 
 class RichReporter:
-    """Shows one live bar over all steps; prints a line per epoch with the sample grid's path."""
+    """Shows one live bar over all steps, with the losses, the mean logits and the loss's own metrics (as last
+    logged); prints a line per epoch with the sample grid's path."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
@@ -68,7 +74,8 @@ class RichReporter:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("D {task.fields[d_loss]} G {task.fields[g_loss]}"),
-            TextColumn("D(x) {task.fields[d_real]} D(G(z)) {task.fields[d_fake]}"),
+            TextColumn("logits real {task.fields[d_real_logit]} fake {task.fields[d_fake_logit]}"),
+            TextColumn("{task.fields[loss_metrics]}"),
             TextColumn("{task.fields[speed]} img/s"),
             TimeRemainingColumn(),
             console=self.console,
@@ -76,6 +83,7 @@ class RichReporter:
         )
         self.task: Any = None
         self.steps_per_epoch = 1
+        self.measured: dict[str, float] = {}
 
     def start(self, *, total_steps: int, steps_per_epoch: int, epochs: int, run_dir: Path) -> None:
         self.steps_per_epoch = steps_per_epoch
@@ -88,25 +96,29 @@ class RichReporter:
             epochs=epochs,
             d_loss="-",
             g_loss="-",
-            d_real="-",
-            d_fake="-",
+            d_real_logit="-",
+            d_fake_logit="-",
+            loss_metrics="",
             speed="-",
         )
 
     def log(self, metrics: dict[str, Any]) -> None:
+        # a metric the loss reports only every k steps keeps its last value until it is reported again
+        self.measured.update((name, metrics[name]) for name in loss_metric_names(metrics))
         self.progress.update(
             self.task,
             completed=metrics["step"],
             epoch=min(int(metrics["epoch"]) + 1, self.progress.tasks[0].fields["epochs"]),
             d_loss=f"{metrics['d_loss']:.3f}",
             g_loss=f"{metrics['g_loss']:.3f}",
-            d_real=f"{metrics['d_real']:.2f}",
-            d_fake=f"{metrics['d_fake']:.2f}",
+            d_real_logit=f"{metrics['d_real_logit']:.2f}",
+            d_fake_logit=f"{metrics['d_fake_logit']:.2f}",
+            loss_metrics=" ".join(f"{name} {value:.3g}" for name, value in self.measured.items()),
             speed=f"{metrics['images_per_sec']:,.0f}",
         )
 
-    def epoch_end(self, epoch: int, grid_path: Path) -> None:
-        self.progress.console.print(f"epoch {epoch + 1} done, samples: {grid_path}")
+    def epoch_end(self, epoch: int, grid_path: Path | None) -> None:
+        self.progress.console.print(epoch_done_line(epoch, grid_path))
 
     def warn(self, message: str) -> None:
         self.progress.console.print(f"[yellow]warning:[/yellow] {message}")
@@ -121,3 +133,63 @@ class RichReporter:
     def close(self) -> None:
         """Stop the live display, also when training ended with an error."""
         self.progress.stop()
+
+
+def epoch_done_line(epoch: int, grid_path: Path | None) -> str:
+    """``epoch 3 done, samples: runs/x/samples/epoch_002.png``; the end of an epoch without a grid says only that."""
+    return f"epoch {epoch + 1} done" + (f", samples: {grid_path}" if grid_path is not None else "")
+
+
+def clock(seconds: float) -> str:
+    """``1:02:03`` for 3723 seconds."""
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+class PlainReporter:
+    """One plain line per log interval, flushed at once: for logs, pipes, CI and batch jobs, where no live bar shows.
+
+    ``step=150/2340 epoch=0.32/5 d_loss=1.234 g_loss=0.987 d_real_logit=0.52 d_fake_logit=-0.81 d_real=0.62
+    d_fake=0.31 img/s=1234 elapsed=0:01:23 eta=0:20:11`` goes to ``stream`` (stdout), warnings to ``errors``
+    (stderr); the loss's own metrics (here the BCE losses' ``d_real`` and ``d_fake``) follow the logits. The ETA
+    assumes the rest of the run goes at the average pace so far.
+    """
+
+    def __init__(self, stream: TextIO | None = None, errors: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.errors = errors or sys.stderr
+        self.total_steps = 1
+        self.epochs = 1
+
+    def _print(self, line: str, *, error: bool = False) -> None:
+        print(line, file=self.errors if error else self.stream, flush=True)
+
+    def start(self, *, total_steps: int, steps_per_epoch: int, epochs: int, run_dir: Path) -> None:
+        self.total_steps, self.epochs = total_steps, epochs
+        self._print(f"gankit training into {run_dir}: {total_steps} steps, {steps_per_epoch} per epoch")
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        step, elapsed = metrics["step"], metrics["elapsed_s"]
+        eta = elapsed / max(step, 1) * (self.total_steps - step)
+        scores = "".join(f" {key}={value:.4g}" for key, value in metrics.items() if key.startswith("eval/"))
+        measured = "".join(f" {name}={metrics[name]:.3g}" for name in loss_metric_names(metrics))
+        self._print(
+            f"step={step}/{self.total_steps} epoch={metrics['epoch']:.2f}/{self.epochs} "
+            f"d_loss={metrics['d_loss']:.3f} g_loss={metrics['g_loss']:.3f} "
+            f"d_real_logit={metrics['d_real_logit']:.2f} d_fake_logit={metrics['d_fake_logit']:.2f}{measured} "
+            f"img/s={metrics['images_per_sec']:.0f}{scores} elapsed={clock(elapsed)} eta={clock(eta)}"
+        )
+
+    def epoch_end(self, epoch: int, grid_path: Path | None) -> None:
+        self._print(epoch_done_line(epoch, grid_path))
+
+    def warn(self, message: str) -> None:
+        self._print(f"warning: {message}", error=True)
+
+    def finish(self, result: TrainResult) -> None:
+        self._print(
+            f"done: {result.steps} steps in {clock(result.seconds)}; generator exported to {result.export_path}"
+        )
+
+    def close(self) -> None:
+        """Nothing to stop: every line is already out."""

@@ -43,14 +43,22 @@ def sample_images(
     elif labels is not None:
         raise ValueError("labels were given but this generator is unconditional (num_classes = 0)")
 
-    device = next(iter(generator.parameters()), torch.empty(0)).device
     latents = generator.sample_latent(n, generator=torch.Generator().manual_seed(seed))
+    return generate(generator, latents, labels, batch_size=batch_size)
+
+
+def generate(generator: Generator, latents: Tensor, labels: Tensor | None = None, *, batch_size: int = 1000) -> Tensor:
+    """``generator`` applied to given ``latents`` (and ``labels``) in eval mode, without gradients: float32 images
+    on the CPU, clamped to ``[-1, 1]``, in forward passes of at most ``batch_size``; the model's mode is restored."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = next(iter(generator.parameters()), torch.empty(0)).device
     was_training = generator.training
     generator.eval()
     try:
         with torch.inference_mode():
             chunks = []
-            for start in range(0, n, batch_size):
+            for start in range(0, len(latents), batch_size):
                 batch_labels = labels[start : start + batch_size].to(device) if labels is not None else None
                 images = generator(latents[start : start + batch_size].to(device), batch_labels)
                 chunks.append(images.to(device="cpu", dtype=torch.float32).clamp_(-1.0, 1.0))

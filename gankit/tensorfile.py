@@ -19,6 +19,7 @@ from torch import Tensor
 
 from gankit.errors import FileFormatError
 from gankit.files import atomic_output
+from gankit.text import printable
 
 FORMAT_NAMES = {
     "gankit.generator": "a gankit generator export",
@@ -156,7 +157,7 @@ def failure(
         squeezed = reason.lower().replace(" ", "")
         meaning = next((said for starts, said in _SAFETENSORS_REASONS if squeezed.startswith(starts)), "is corrupt")
         reason = reason.removeprefix("invalid JSON in header: ")
-        text = f"{path} {meaning} ({reason[:200] or type(exc).__name__})"
+        text = f"{path} {meaning} ({printable(reason) or type(exc).__name__})"
     return error(f"{text}; {fix}" if fix else text)
 
 
@@ -203,7 +204,7 @@ def read_safetensors_header(
         for key, value in metadata.items():
             if len(value) > max_metadata_chars:
                 raise error(
-                    f"{path} is corrupt: metadata '{key[:40]}' is {len(value)} characters long "
+                    f"{path} is corrupt: metadata '{printable(key, limit=40)}' is {len(value)} characters long "
                     f"(at most {max_metadata_chars} accepted)"
                 )
     return SafetensorsHeader(tensors=tensors, metadata=dict(metadata))
@@ -223,7 +224,7 @@ def check_format(
     if found is None:
         raise error(f"{path} is a safetensors file but not a {what}")
     if found != expected:
-        described = FORMAT_NAMES.get(found, f"a file of format '{found[:40]}'")
+        described = FORMAT_NAMES.get(found, f"a file of format '{printable(found, limit=40)}'")
         raise error(f"{path} is {described}, not a {what}")
     raw = metadata.get("format_version", "")
     try:

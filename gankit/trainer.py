@@ -17,12 +17,12 @@ from gankit.distributed import Ranks
 from gankit.ema import GeneratorEMA
 from gankit.errors import ConfigError, GankitError
 from gankit.interfaces import DiscriminatorInputs, Generator, GeneratorInputs
+from gankit.loss_calls import LossCalls, logits_leaving_buffers
 from gankit.precision import Precision
+from gankit.registry import registry
+from gankit.step_stats import StatWindow, StepStats
 
 M = TypeVar("M", bound=torch.nn.Module)
-
-STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
-"""What is summed on the device each step: both losses, mean D(x) and mean D(G(z)) as probabilities."""
 
 
 def seed_everything(seed: int) -> None:
@@ -40,38 +40,6 @@ def peak_memory_mb(device: torch.device) -> float:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
-
-
-class StatWindow:
-    """Sums of the step statistics since the last log line, kept on the device so no step waits on the host."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.sums = torch.zeros(len(STAT_NAMES), device=device)
-        self.skipped = torch.zeros((), device=device)
-        self.streak = torch.zeros((), device=device)
-        self.reset()
-
-    def add(self, stats: Tensor) -> None:
-        """``stats``: the step's values of ``STAT_NAMES`` followed by 1.0 if fp16 scaling skipped the step."""
-        self.sums += stats[: len(STAT_NAMES)]
-        skipped = stats[len(STAT_NAMES)]
-        self.skipped += skipped
-        self.streak = (self.streak + skipped) * skipped  # consecutive skipped steps; 0 after a good one
-        self.steps += 1
-
-    def read(self, ranks: Ranks) -> tuple[list[float], int, int, float]:
-        """Mean stats (over steps and ranks), skipped steps, current skip streak and seconds since the window opened."""
-        values = torch.cat([self.sums / max(self.steps, 1), self.skipped.reshape(1), self.streak.reshape(1)])
-        values = ranks.mean(values)
-        *means, skipped, streak = values.tolist()
-        return means, int(skipped), int(streak), time.perf_counter() - self.opened
-
-    def reset(self) -> None:
-        """Open a new window: zero sums, no steps, the clock restarted."""
-        self.sums.zero_()
-        self.skipped.zero_()
-        self.steps = 0
-        self.opened = time.perf_counter()
 
 
 class Trainer:
@@ -104,6 +72,7 @@ class Trainer:
         self.run_discriminator = self._wrap(self.discriminator)
         self.plain_discriminator = torch.compile(self.discriminator) if config.compile else self.discriminator
         self.loss = assembly.loss
+        self.loss_calls = LossCalls(self.loss, registry.entry("loss", config.loss).who, device)
         self.conditional = self.generator.num_classes > 0
         self.batches = DeviceBatches(
             assembly.data,
@@ -165,11 +134,12 @@ class Trainer:
         """Training seconds so far, including those before a resume."""
         return self._elapsed_before + time.perf_counter() - self._started
 
-    def train_step(self, real_batches: list[tuple[Tensor, Tensor]]) -> Tensor:
-        """``d_steps`` discriminator updates then one generator update; returns the step's stats on the device.
+    def stat_window(self) -> StatWindow:
+        """A window for this run's step statistics: the engine's and the loss's ``metric_names``."""
+        return StatWindow(self.device, self.loss_calls.metric_names)
 
-        The stats are ``STAT_NAMES`` followed by 1.0 when fp16 scaling skipped an update of this step.
-        """
+    def train_step(self, real_batches: list[tuple[Tensor, Tensor]]) -> StepStats:
+        """``d_steps`` discriminator updates then one generator update; returns the step's stats on the device."""
         skipped: Tensor | None = None
         d_stats = fake = labels = real = None
         for index, (real, labels) in enumerate(real_batches):
@@ -184,29 +154,34 @@ class Trainer:
         assert d_stats is not None and fake is not None and real is not None
         g_loss, g_skipped = self._generator_step(real, fake, labels)
         skipped = _either(skipped, g_skipped)
-        d_loss, d_real, d_fake = d_stats
+        d_loss, d_real_logit, d_fake_logit = d_stats
         flag = skipped if skipped is not None else self._no_skip
-        return torch.stack([d_loss, g_loss.detach().float(), d_real, d_fake, flag])
+        metrics, reported = self.loss_calls.take_metrics()
+        values = torch.stack([d_loss, g_loss.detach().float(), d_real_logit, d_fake_logit, *metrics, flag])
+        return StepStats(values, reported)
 
     def _discriminator_step(
         self, real: Tensor, fake: Tensor, labels: Tensor | None
     ) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor | None]:
         cond = labels if self.conditional else None
-        if self.loss.requires_real_grad:
+        if self.loss_calls.needs_real_grad(self.step):
             real = real.detach().requires_grad_(True)
         with self.precision.autocast():
             real_logits = self.run_discriminator(real, cond)
             fake_logits = self.run_discriminator(fake, cond)
-            loss = self.loss.discriminator_loss(
-                DiscriminatorInputs(real, fake, real_logits, fake_logits, cond, self.discriminator, self.step)
+            inputs = DiscriminatorInputs(
+                real_images=real,
+                fake_images=fake,
+                real_logits=real_logits,
+                fake_logits=fake_logits,
+                labels=cond,
+                discriminator=self.discriminator,
+                step=self.step,
             )
+            loss = self.loss_calls.discriminator(inputs)
         skipped = self._update(loss, self.optimizer_d, self.scaler_d)
         with torch.no_grad():
-            stats = (
-                loss.detach().float(),
-                real_logits.detach().float().sigmoid().mean(),
-                fake_logits.detach().float().sigmoid().mean(),
-            )
+            stats = (loss.detach().float(), real_logits.detach().float().mean(), fake_logits.detach().float().mean())
         return stats, skipped
 
     def _generator_step(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -215,9 +190,23 @@ class Trainer:
         try:
             with self.precision.autocast():
                 fake_logits = self.plain_discriminator(fake, cond)
-                loss = self.loss.generator_loss(
-                    GeneratorInputs(real, fake, fake_logits, cond, self.discriminator, self.step)
+                # With D's update done, from the same D as the fake logits; D's buffers are left alone, so BatchNorm
+                # statistics and spectral norm move once per forward the step needs, not once more for this one.
+                real_logits = (
+                    logits_leaving_buffers(self.discriminator, real, cond)
+                    if self.loss.generator_needs_real_logits
+                    else None
                 )
+                inputs = GeneratorInputs(
+                    real_images=real,
+                    fake_images=fake,
+                    fake_logits=fake_logits,
+                    real_logits=real_logits,
+                    labels=cond,
+                    discriminator=self.discriminator,
+                    step=self.step,
+                )
+                loss = self.loss_calls.generator(inputs)
             skipped = self._update(loss, self.optimizer_g, self.scaler_g)
         finally:
             self.discriminator.requires_grad_(True)

@@ -1,7 +1,7 @@
 """The training loop: ``train(config)``, and the cadence of its logs, sample grids, evaluations and checkpoints.
 
-``train(config)`` is the whole job behind ``gankit train``. The step never waits on the host: losses and
-discriminator outputs are summed on the device and read every ``log_every`` steps.
+``train(config)`` is the whole job behind ``gankit train``. The step never waits on the host: the losses, the mean
+logits and the loss's own metrics are summed on the device (``gankit.step_stats``) and read every ``log_every`` steps.
 """
 
 from __future__ import annotations
@@ -15,17 +15,23 @@ from torch import Tensor
 
 from gankit import artifacts, distributed
 from gankit.assembly import Assembly, assemble, load_data
+from gankit.blame import failures_reported
 from gankit.config import TrainConfig
+from gankit.contract import check_outputs, plugins_of
 from gankit.distributed import Ranks, launched_ranks
 from gankit.errors import DivergenceError, TrainingInterrupted
 from gankit.export import save_generator
 from gankit.health import HealthMonitor
+from gankit.model_card import record_run_card, run_export_card, write_run_card
 from gankit.precision import Precision, resolve_device, resolve_precision
 from gankit.reporting import Reporter, SilentReporter, TrainResult
+from gankit.restoring import restore
 from gankit.run_folder import RunFolder
 from gankit.sampling import save_image_grid
+from gankit.step_stats import StatWindow
 from gankit.stopping import StopRequest
-from gankit.trainer import STAT_NAMES, StatWindow, Trainer, peak_memory_mb, seed_everything
+from gankit.tracking import Trackers, build_trackers
+from gankit.trainer import Trainer, peak_memory_mb, seed_everything
 from gankit.version import __version__
 
 
@@ -61,24 +67,66 @@ def _train(
     out = config.out or RunFolder.default_path(config)
     # Checked before the slow part; nothing is written until the trainer exists, so bad input creates nothing.
     run = RunFolder.prepare(out, resume=resume, overwrite=overwrite, is_main=ranks.is_main)
+    trackers = build_trackers(config)  # on every rank, so a bad tracker stops them all; only the main one logs
     seed_everything(config.seed)
     assembly = assemble(config, load_data(config))
+    check_outputs(assembly, config)
+    with run, failures_reported(plugins_of(assembly, config), log=run.error_log_path if ranks.is_main else None):
+        return _run(
+            config,
+            assembly,
+            run,
+            ranks,
+            device,
+            precision,
+            reporter,
+            resume=resume,
+            trackers=Trackers(trackers if ranks.is_main else {}, reporter.warn),
+        )
+
+
+def _run(
+    config: TrainConfig,
+    assembly: Assembly,
+    run: RunFolder,
+    ranks: Ranks,
+    device: torch.device,
+    precision: Precision,
+    reporter: Reporter,
+    *,
+    resume: bool,
+    trackers: Trackers,
+) -> TrainResult:
+    """From the checked assembly to the end of the run: the trainer, the loop and what is written at the end."""
     trainer = Trainer(config, assembly, device, precision, ranks)
     if resume:
-        trainer.load_state(run.load_latest_checkpoint())
-    run.begin(step=trainer.step, config=_recorded_config(config, assembly, device, precision, ranks))
+        restore(trainer, run, reporter)
+    recorded = _recorded_config(config, assembly, device, precision, ranks)
+    run.begin(step=trainer.step, config=recorded)
+    if ranks.is_main:
+        record_run_card(
+            run,
+            config=config,
+            data=assembly.data,
+            generator=trainer.sampling_generator,
+            step=trainer.step,
+            steps_per_epoch=trainer.steps_per_epoch,
+        )
     reporter.start(
         total_steps=trainer.total_steps,
         steps_per_epoch=trainer.steps_per_epoch,
         epochs=config.epochs,
         run_dir=run.path,
     )
-    with StopRequest() as stop:
-        last_metrics = _training_loop(trainer, run, reporter, stop)
+    with StopRequest() as stop, trackers.running(run.path, recorded, resumed_at_step=trainer.step if resume else 0):
+        last_metrics = _training_loop(trainer, run, reporter, stop, trackers)
     epochs_completed = -(-trainer.step // trainer.steps_per_epoch)
     checksums = ranks.gather_floats(trainer.weights_checksum(), device)
     if ranks.is_main:
-        save_generator(trainer.sampling_generator, run.export_path, plugin_name=config.generator, overwrite=True)
+        generator = trainer.sampling_generator
+        card = run_export_card(run, generator, step=trainer.step, ema_weights=trainer.ema is not None)
+        save_generator(generator, run.export_path, plugin_name=config.generator, card=card, overwrite=True)
+        write_run_card(run, card)
         artifacts.save_progress_gif(sorted(run.samples_dir.glob("epoch_*.png")), run.gif_path)
         artifacts.plot_losses(run.read_metrics(), run.loss_plot_path)
         if ranks.enabled:  # evidence that DDP kept every rank's weights identical
@@ -105,11 +153,14 @@ def _recorded_config(
     }
 
 
-def _training_loop(trainer: Trainer, run: RunFolder, reporter: Reporter, stop: StopRequest) -> dict[str, Any]:
-    """Steps until ``total_steps``: logs every ``log_every``, grids and checkpoints at epoch ends, stops cleanly."""
+def _training_loop(
+    trainer: Trainer, run: RunFolder, reporter: Reporter, stop: StopRequest, trackers: Trackers
+) -> dict[str, Any]:
+    """Steps until ``total_steps``: logs every ``log_every``, checkpoints at epoch ends and grids every
+    ``sample_every`` epochs (and at the end), stops cleanly."""
     config, ranks = trainer.config, trainer.ranks
     health = HealthMonitor()
-    window = StatWindow(trainer.device)
+    window = trainer.stat_window()
     last_metrics: dict[str, Any] = {}
     order: Tensor | None = None
     while trainer.step < trainer.total_steps:
@@ -127,7 +178,7 @@ def _training_loop(trainer: Trainer, run: RunFolder, reporter: Reporter, stop: S
         stopping = ranks.any(stop.requested, trainer.device) if (log_now or not ranks.enabled) else False
         if log_now or stopping:
             scores = _evaluate(trainer, run) if evaluate_now else {}
-            last_metrics = _log(trainer, run, reporter, window, health, scores)
+            last_metrics = _log(trainer, run, reporter, window, health, scores, trackers)
         if stopping:
             _save_checkpoint(trainer, run)
             raise TrainingInterrupted(
@@ -135,13 +186,16 @@ def _training_loop(trainer: Trainer, run: RunFolder, reporter: Reporter, stop: S
                 f"Resume with: gankit train --resume {run.path}"
             )
         if epoch_done or finished:
-            samples = trainer.fixed_samples()
-            if ranks.is_main:
-                grid_path = run.samples_dir / f"epoch_{epoch:03d}.png"
-                save_image_grid(samples, grid_path)
-                reporter.epoch_end(epoch, grid_path)
-            for warning in health.check_samples(samples):
-                reporter.warn(warning)
+            grid_path = None
+            if (epoch + 1) % config.sample_every == 0 or finished:
+                samples = trainer.fixed_samples()
+                if ranks.is_main:
+                    grid_path = run.samples_dir / f"epoch_{epoch:03d}.png"
+                    save_image_grid(samples, grid_path)
+                    trackers.log_image("samples", trainer.step, grid_path)
+                for warning in health.check_samples(samples):
+                    reporter.warn(warning)
+            reporter.epoch_end(epoch, grid_path)
             _save_checkpoint(trainer, run)
         elif trainer.step % config.checkpoint_every == 0:
             _save_checkpoint(trainer, run)
@@ -171,7 +225,10 @@ def _evaluate(trainer: Trainer, run: RunFolder) -> dict[str, float]:
     )
     if scores["frechet_distance"] < trainer.best_frechet:
         trainer.best_frechet = scores["frechet_distance"]
-        save_generator(generator, run.best_export_path, plugin_name=trainer.config.generator, overwrite=True)
+        card = run_export_card(
+            run, generator, step=trainer.step, ema_weights=trainer.ema is not None, latest_scores=scores
+        )
+        save_generator(generator, run.best_export_path, plugin_name=trainer.config.generator, card=card, overwrite=True)
     return {f"eval/{name}": value for name, value in scores.items()}
 
 
@@ -182,14 +239,16 @@ def _log(
     window: StatWindow,
     health: HealthMonitor,
     scores: dict[str, float],
+    trackers: Trackers,
 ) -> dict[str, Any]:
-    """Read the window's sums (the one host synchronisation per interval), write a metrics line, check health."""
+    """Read the window's sums (the one host synchronisation per interval), write a metrics line (to
+    ``metrics.jsonl`` and the trackers), check health."""
     config = trainer.config
-    values, skipped, streak, seconds = window.read(trainer.ranks)
+    stats, skipped, streak, seconds = window.read(trainer.ranks)
     metrics: dict[str, Any] = {
         "step": trainer.step,
         "epoch": trainer.step / trainer.steps_per_epoch,
-        **dict(zip(STAT_NAMES, values, strict=True)),
+        **stats,
         "images_per_sec": window.steps * config.batch_size * config.d_steps / max(seconds, 1e-9),
         "elapsed_s": trainer.elapsed(),
         "peak_memory_mb": peak_memory_mb(trainer.device),
@@ -198,8 +257,8 @@ def _log(
     if trainer.precision.scaled:
         metrics["fp16_skipped_steps"] = skipped
     window.reset()
-    if not all(math.isfinite(value) for value in values) or not trainer.weights_finite():
-        shown = ", ".join(f"{name}={value:.4g}" for name, value in zip(STAT_NAMES, values, strict=True))
+    if not all(math.isfinite(value) for value in stats.values()) or not trainer.weights_finite():
+        shown = ", ".join(f"{name}={value:.4g}" for name, value in stats.items())
         raise DivergenceError(
             f"training diverged by step {trainer.step} ({shown}); the last good checkpoint is kept in {run.path}. "
             "Lower the learning rates or try --amp off"
@@ -211,6 +270,7 @@ def _log(
         )
     if trainer.ranks.is_main:
         run.append_metrics(metrics)
+        trackers.log_metrics(metrics)
     reporter.log(metrics)
     for warning in health.check(metrics):
         reporter.warn(warning)

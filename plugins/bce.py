@@ -34,15 +34,22 @@ class BCELossOptions(LossOptions):
 
 
 class _BCELoss(Loss):
-    """The shared discriminator objective; subclasses supply the generator's."""
+    """The shared discriminator objective; subclasses supply the generator's.
+
+    Their logits are log-odds, so they also report the probability view: ``d_real``, mean D(x), and ``d_fake``,
+    mean D(G(z)), as the discriminator's update saw them.
+    """
 
     Options = BCELossOptions
     options: BCELossOptions
+    metric_names = ("d_real", "d_fake")
 
     def discriminator_loss(self, inputs: DiscriminatorInputs) -> Tensor:
         """``softplus(-real) + softplus(fake)``, batch means; smoothing moves only the real target to ``1 - s``."""
         real = inputs.real_logits.float()
         fake = inputs.fake_logits.float()
+        inputs.report("d_real", real.detach().sigmoid().mean())
+        inputs.report("d_fake", fake.detach().sigmoid().mean())
         smoothing = self.options.label_smoothing
         # Binary cross-entropy with target t is t * softplus(-x) + (1 - t) * softplus(x).
         real_term = F.softplus(-real)

@@ -13,6 +13,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,6 +56,14 @@ MNIST_SIZES = {"train": 60_000, "test": 10_000}
 MNIST_CACHE_NAME = "mnist-uint8.safetensors"
 
 FASHION_MNIST_DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
+
+MNIST_CLASS_NAMES = tuple(str(digit) for digit in range(NUM_CLASSES))
+FASHION_MNIST_CLASS_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+"""Label -> name, as in Zalando's README (github.com/zalandoresearch/fashion-mnist)."""
+FASHION_MNIST_LICENSE = "MIT"
+"""Zalando publishes Fashion-MNIST under the MIT licence. MNIST's is left unknown: the sources disagree."""
 
 
 # -- IDX folders ----------------------------------------------------------------------------------------------------
@@ -135,6 +144,9 @@ def _read_mnist_cache(path: Path, split: Split) -> ImageData | None:
         or tuple(labels.shape) != (size,)
     ):
         raise DataError(f"{path} does not hold MNIST's {split} split in the expected shapes; {fix}")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= NUM_CLASSES:  # a matching .sha256 proves only that the two files agree
+        raise DataError(f"{path} holds MNIST {split} labels from {low} to {high}, expected 0..{NUM_CLASSES - 1}; {fix}")
     return ImageData(images=images.contiguous(), labels=labels, num_classes=NUM_CLASSES)
 
 
@@ -234,7 +246,7 @@ class MNIST(Dataset):
                     f"no MNIST {split} files in {root} or {root / 'MNIST' / 'raw'} (expected "
                     f"{_expected_names(split)}); put them there or leave out root to use gankit's own copy"
                 )
-            return found
+            return replace(found, class_names=MNIST_CLASS_NAMES)
         path = mnist_cache_path()
         cached = _read_mnist_cache(path, split)
         if cached is None:
@@ -245,7 +257,7 @@ class MNIST(Dataset):
             cached = _read_mnist_cache(path, split)
             if cached is None:  # pragma: no cover - the build writes both files or raises
                 raise DataError(f"the MNIST cache at {path} vanished while being built; run again")
-        return cached
+        return replace(cached, class_names=MNIST_CLASS_NAMES)
 
 
 class FashionMNISTOptions(DatasetOptions):
@@ -274,7 +286,7 @@ class FashionMNIST(Dataset):
                 f"Fashion-MNIST {split} files not found in {root} (expected {_expected_names(split)}); run "
                 f"`apt install dataset-fashion-mnist` or pass --data-opt root=FOLDER"
             )
-        return found
+        return replace(found, class_names=FASHION_MNIST_CLASS_NAMES, license=FASHION_MNIST_LICENSE)
 
 
 class FakeDataOptions(DatasetOptions):

@@ -19,12 +19,18 @@ def run(*args: str | Path) -> Result:
 
 def assert_user_error(result: Result, *fragments: str) -> None:
     """Exit code 2, exactly one line starting with 'Error:' holding every fragment, and no traceback."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(error_lines) == 1, result.output
+    assert_error_line(result.exit_code, result.output, *fragments)
+
+
+def assert_error_line(exit_code: int, output: str, *fragments: str) -> str:
+    """``assert_user_error`` for any process (a subprocess's return code and stderr); returns the 'Error:' line."""
+    assert exit_code == 2, output
+    assert "Traceback" not in output
+    error_lines = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1, output
     for fragment in fragments:
-        assert fragment in error_lines[0], result.output
+        assert fragment in error_lines[0], output
+    return error_lines[0]
 
 
 def pytest_in(folder: Path) -> subprocess.CompletedProcess[str]:

@@ -250,7 +250,7 @@ def test_sample_from_an_export_whose_weights_disagree_with_its_metadata(trained:
 
 def test_sample_from_an_export_whose_metadata_disagrees_with_its_options(trained: Path, tmp_path: Path) -> None:
     export = rewritten(trained / "generator.safetensors", tmp_path / "g.safetensors", image_shape="[1, 32, 32]")
-    sample_fails(export, tmp_path, "does not fit generator 'mlp'", "(1, 32, 32)")
+    sample_fails(export, tmp_path, "metadata 'image_shape' is [1, 32, 32] but plugin_options say image_size=28")
 
 
 def test_sample_from_an_export_of_a_plugin_that_is_not_installed(trained: Path, tmp_path: Path) -> None:

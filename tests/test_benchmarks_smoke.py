@@ -85,6 +85,16 @@ def test_leak_short_run_prints_windows_and_ratios(tmp_path: Path) -> None:
     assert report["memory_ok"] and report["time_ok"]
 
 
+def test_lazy_regularization_quick_prints_the_ratio(tmp_path: Path) -> None:
+    result = run_script(
+        "lazy_regularization.py", "--quick", "--rounds", "1", "--models", "mlp", "--json", tmp_path / "r1.json"
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "lazy / every" in result.stdout
+    (row,) = json.loads((tmp_path / "r1.json").read_text())["results"]
+    assert row["model"] == "mlp" and row["ratio"] > 0 and set(row["images_per_sec"]) == {"every", "lazy", "none"}
+
+
 def test_leak_windows_come_from_the_log_points(bench: Any) -> None:
     records = [
         {"step": 10, "elapsed_s": 1.0, "peak_memory_mb": 100.0},

@@ -255,7 +255,7 @@ def test_checkpoint_file_is_safetensors_with_a_json_header_and_no_pickle(tmp_pat
     header = json.loads(data[8 : 8 + header_len])
     meta = header.pop("__metadata__")
     assert meta["format"] == "gankit.checkpoint"
-    assert meta["format_version"] == "1"
+    assert meta["format_version"] == "2"
     assert meta["run"] == "r1"
     json.loads(meta["state"])
     assert (

@@ -94,4 +94,4 @@ def test_conditional_discriminator_needs_a_conditional_generator(tmp_path: Path)
 
 def test_fewer_classes_than_the_dataset_is_refused(tmp_path: Path) -> None:
     result = run("train", "--gen", "mlp", "--gen-opt", "num_classes=3", *FAKE, "--out", tmp_path / "run")
-    assert_user_error(result, "the dataset has 10 classes", "num_classes=10")
+    assert_user_error(result, "dataset 'fake' from 'gankit'", "has 10 classes", "generator 'mlp'", "num_classes=10")

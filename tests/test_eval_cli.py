@@ -26,6 +26,7 @@ UNCONDITIONAL_KEYS = set(METRICS) - {"class_accuracy"}
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run on the `fake` dataset: scoring it against MNIST takes --force."""
     out = tmp_path_factory.mktemp("eval") / "run"
     config = build_config(
         {
@@ -45,12 +46,12 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_help() -> None:
     result = run("eval", "--help")
     assert result.exit_code == 0
-    for flag in ("--n", "--seed", "--batch-size", "--device", "--out", "--overwrite", "--reference"):
+    for flag in ("--n", "--seed", "--batch-size", "--device", "--out", "--overwrite", "--reference", "--force"):
         assert flag in result.output
 
 
 def test_eval_of_a_run_folder_writes_eval_json_and_is_reproducible(trained_run: Path, tmp_path: Path) -> None:
-    result = run("eval", trained_run, "--n", "200", "--seed", "3")
+    result = run("eval", "--force", trained_run, "--n", "200", "--seed", "3")
     assert result.exit_code == 0, result.output
     assert "frechet_distance" in result.output and "eval.json" in result.output
     report = json.loads((trained_run / "eval.json").read_text())
@@ -59,11 +60,11 @@ def test_eval_of_a_run_folder_writes_eval_json_and_is_reproducible(trained_run: 
     assert 1.0 <= report["metrics"]["mnist_score"] <= 10.0
     assert 0 <= report["metrics"]["modes_covered"] <= 10
 
-    again = run("eval", trained_run, "--n", "200", "--seed", "3", "--out", tmp_path / "again.json")
+    again = run("eval", "--force", trained_run, "--n", "200", "--seed", "3", "--out", tmp_path / "again.json")
     assert again.exit_code == 0, again.output
     assert json.loads((tmp_path / "again.json").read_text())["metrics"] == report["metrics"]
 
-    other = run("eval", trained_run, "--n", "200", "--seed", "4", "--out", tmp_path / "other.json")
+    other = run("eval", "--force", trained_run, "--n", "200", "--seed", "4", "--out", tmp_path / "other.json")
     assert other.exit_code == 0, other.output
     assert json.loads((tmp_path / "other.json").read_text())["metrics"] != report["metrics"]
 
@@ -71,16 +72,16 @@ def test_eval_of_a_run_folder_writes_eval_json_and_is_reproducible(trained_run: 
 def test_eval_refuses_to_overwrite_unless_asked(trained_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "scores.json"
     out.write_text("{}")
-    assert_user_error(run("eval", trained_run, "--n", "20", "--out", out), "already exists", "--overwrite")
+    assert_user_error(run("eval", "--force", trained_run, "--n", "20", "--out", out), "already exists", "--overwrite")
     assert out.read_text() == "{}"
-    result = run("eval", trained_run, "--n", "20", "--out", out, "--overwrite")
+    result = run("eval", "--force", trained_run, "--n", "20", "--out", out, "--overwrite")
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["n"] == 20
 
 
 def test_eval_of_an_export_writes_beside_it_and_adds_the_reference_row(trained_run: Path) -> None:
     export = trained_run / "generator.safetensors"
-    result = run("eval", export, "--n", "100", "--reference")
+    result = run("eval", "--force", export, "--n", "100", "--reference")
     assert result.exit_code == 0, result.output
     report = json.loads((trained_run / "generator.eval.json").read_text())
     assert set(report["metrics"]) == UNCONDITIONAL_KEYS
@@ -137,3 +138,25 @@ def test_diverged_generators_are_a_one_line_error() -> None:
 
     with pytest.raises(GankitError, match="diverged"):
         evaluate_images(torch.full((8, 1, 28, 28), float("nan")))
+
+
+def test_a_generator_that_does_not_fit_the_reference_is_refused_in_one_line(trained_run: Path, tmp_path: Path) -> None:
+    from gankit.export import save_generator
+
+    colour = tmp_path / "colour.safetensors"
+    generator = create_plugin("generator", "mlp", {"channels": 3, "image_size": 32, "hidden": 8})
+    save_generator(generator, colour, plugin_name="mlp")
+    assert_user_error(run("eval", colour, "--n", "20"), "(3, 32, 32)", "'mnist'", "(1, 28, 28)", "--force")
+    assert not (tmp_path / "colour.eval.json").exists()
+    assert_user_error(
+        run("eval", trained_run, "--n", "20", "--out", tmp_path / "a.json"), "trained on dataset 'fake'", "--force"
+    )
+    assert_user_error(run("eval", colour, "--n", "20", "--reference-dataset", "nope"), "unknown dataset 'nope'")
+
+
+def test_the_reference_dataset_is_a_parameter(trained_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fake.json"
+    result = run("eval", trained_run, "--n", "20", "--reference-dataset", "fake", "--reference", "--out", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["reference_dataset"] == "fake" and set(report["reference"]) == set(METRICS)

@@ -17,9 +17,9 @@ from safetensors import safe_open
 from torch import Tensor, nn
 
 from gankit.errors import ExportError
-from gankit.export import METADATA_KEYS, save_generator
+from gankit.export import METADATA_KEYS, export_metadata, save_generator
 from gankit.interfaces import Generator, GeneratorOptions
-from gankit.onnx_export import IMAGES, LABELS, LATENT, export_metadata, export_onnx, read_onnx_metadata
+from gankit.onnx_export import IMAGES, LABELS, LATENT, export_onnx, read_onnx_metadata
 from gankit.registry import registry
 from gankit.sampling import sample_images
 
@@ -98,8 +98,9 @@ def small() -> Generator:
 
 @needs_onnx
 def test_metadata_props_carry_the_export_metadata(small: Generator, tmp_path: Path) -> None:
-    metadata = export_metadata(small, plugin_name="mlp", extra={"dataset": "mnist"})
-    save_generator(small, tmp_path / "g.safetensors", plugin_name="mlp", extra={"dataset": "mnist"})
+    card = {"created": "2026-01-01T00:00:00Z"}  # one creation time for both files
+    metadata = export_metadata(small, plugin_name="mlp", extra={"dataset": "mnist"}, card=card)
+    save_generator(small, tmp_path / "g.safetensors", plugin_name="mlp", extra={"dataset": "mnist"}, card=card)
     with safe_open(str(tmp_path / "g.safetensors"), framework="pt") as handle:
         assert metadata == handle.metadata()
     export_onnx(small, tmp_path / "g.onnx", metadata=metadata)

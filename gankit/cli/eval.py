@@ -1,4 +1,4 @@
-"""``gankit eval``: score a generator against real MNIST test images; a table on screen and a JSON file."""
+"""``gankit eval``: score a generator against a real dataset's test images (MNIST); a table and a JSON file."""
 
 from __future__ import annotations
 
@@ -37,7 +37,16 @@ def _shown(value: float | None) -> str:
     help="JSON file to write [default: eval.json in a run folder, <name>.eval.json beside a file].",
 )
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option("--reference", is_flag=True, help="Also score real MNIST training images: the floor of each metric.")
+@click.option("--reference", is_flag=True, help="Also score real training images: the floor of each metric.")
+@click.option(
+    "--reference-dataset",
+    "dataset",
+    metavar="NAME",
+    default="mnist",
+    show_default=True,
+    help="Dataset plugin whose test images the samples are compared with.",
+)
+@click.option("--force", is_flag=True, help="Score a generator even when it does not fit the reference dataset.")
 def command(
     source: Path,
     count: int,
@@ -47,11 +56,15 @@ def command(
     out: Path | None,
     overwrite: bool,
     reference: bool,
+    dataset: str,
+    force: bool,
 ) -> None:
-    """Score SOURCE (a generator export, a run folder or its checkpoint) against the MNIST test images.
+    """Score SOURCE (a generator export, a run folder or its checkpoint) against a dataset's test images.
 
     Frechet distance, KID, precision/recall, MNIST score and mode coverage, all on the features of gankit's
-    shipped digit classifier. The same seed gives the same numbers.
+    shipped digit classifier, so the reference is MNIST unless --reference-dataset names another 1-channel
+    dataset. A generator whose channels, or recorded training dataset, do not fit the reference is refused
+    unless --force. The same seed gives the same numbers.
     """
     import json
     import time
@@ -60,26 +73,39 @@ def command(
     from rich.table import Table
 
     import gankit
+    from gankit.contract import check_generator
     from gankit.errors import ConfigError
-    from gankit.evaluation.evaluate import METRICS, evaluate_generator, reference_metrics
+    from gankit.evaluation.evaluate import METRICS, check_reference_fits, evaluate_generator, reference_metrics
     from gankit.files import atomic_write_bytes
-    from gankit.generator_source import load_any_generator
+    from gankit.generator_source import load_any_generator, recorded_dataset
     from gankit.precision import resolve_device
+    from gankit.registry import registry
 
     out = out or default_output(source)
     refuse_to_overwrite(out, overwrite=overwrite)
     resolved = resolve_device(device)  # type: ignore[arg-type]
     generator = load_any_generator(source, device=str(resolved))
+    check_generator(generator, registry.who_built("generator", generator))
+    if not force:
+        trained_on = recorded_dataset(source)
+        check_reference_fits(
+            generator, dataset=dataset, recorded_dataset=trained_on, device=resolved, batch_size=batch_size
+        )
     started = time.perf_counter()
-    scores = evaluate_generator(generator, n=count, seed=seed, batch_size=batch_size, device=resolved)
+    scores = evaluate_generator(generator, n=count, seed=seed, batch_size=batch_size, device=resolved, dataset=dataset)
     seconds = time.perf_counter() - started
-    floor = reference_metrics(n=count, seed=seed, batch_size=batch_size, device=resolved) if reference else None
+    floor = (
+        reference_metrics(n=count, seed=seed, batch_size=batch_size, device=resolved, dataset=dataset)
+        if reference
+        else None
+    )
 
     report: dict[str, Any] = {
         "source": str(source),
         "n": count,
         "seed": seed,
         "device": str(resolved),
+        "reference_dataset": dataset,
         "metrics": scores,
         "seconds": round(seconds, 3),
         "gankit_version": gankit.__version__,

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from gankit.cli.common import refuse_to_overwrite
+from gankit.text import printable
+
+if TYPE_CHECKING:
+    from gankit.interfaces import Generator
+    from gankit.model_card import ModelCard
+    from gankit.run_folder import RunFolder
 
 
 @click.command("export")
@@ -26,46 +33,79 @@ from gankit.cli.common import refuse_to_overwrite
     help="Destination [default: RUN_DIR/generator.safetensors or .onnx; for an export, SOURCE with .onnx].",
 )
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-def command(source: Path, file_format: str, out: Path | None, overwrite: bool) -> None:
-    """Export the generator of SOURCE, a run folder (its latest checkpoint), as a safetensors file with metadata;
-    with --format onnx, SOURCE may also be an export file, converted to ONNX with the same metadata."""
+@click.option(
+    "--meta",
+    "meta",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Add a field to the model card's user fields (repeatable; the value is kept as a string).",
+)
+def command(source: Path, file_format: str, out: Path | None, overwrite: bool, meta: tuple[str, ...]) -> None:
+    """Export the generator of SOURCE, a run folder (its latest checkpoint), as a safetensors file with metadata and
+    a model card; with --format onnx, SOURCE may also be an export file, converted to ONNX with the same metadata."""
     from gankit.errors import ConfigError
     from gankit.export import save_generator
-    from gankit.generator_source import generator_from_checkpoint
+    from gankit.model_card import parse_user_fields
     from gankit.run_folder import RunFolder
 
+    user = parse_user_fields(meta)
     if file_format == "onnx":
-        _export_onnx(source, out, overwrite=overwrite)
+        _export_onnx(source, out, overwrite=overwrite, user=user)
         return
     if source.is_file():
         raise ConfigError(f"{source} is not a gankit run folder but a file; to convert an export, pass --format onnx")
     run = RunFolder(source)
     destination = out or run.export_path
-    refuse_to_overwrite(destination, overwrite=overwrite)
-    generator, plugin = generator_from_checkpoint(run)
-    save_generator(generator, destination, plugin_name=plugin, overwrite=overwrite)
-    click.echo(f"exported {plugin} generator to {destination}")
+    generator, plugin, card = _from_checkpoint(run, destination, overwrite=overwrite, user=user)
+    save_generator(generator, destination, plugin_name=plugin, card=card, overwrite=overwrite)
+    click.echo(f"exported {printable(plugin)} generator to {destination}")
 
 
-def _export_onnx(source: Path, out: Path | None, *, overwrite: bool) -> None:
+def _export_onnx(source: Path, out: Path | None, *, overwrite: bool, user: dict[str, str]) -> None:
     """A run folder's latest checkpoint, or an export file, as an ONNX model carrying the export's metadata."""
     from gankit.errors import ExportError
-    from gankit.export import load_generator
-    from gankit.generator_source import generator_from_checkpoint
-    from gankit.onnx_export import export_metadata, export_onnx
+    from gankit.export import carried_metadata, export_metadata, load_generator
+    from gankit.onnx_export import export_onnx
     from gankit.run_folder import RunFolder
     from gankit.tensorfile import read_safetensors_header
 
     if source.is_dir():
         run = RunFolder(source)
         destination = out or run.export_path.with_suffix(".onnx")
-        refuse_to_overwrite(destination, overwrite=overwrite)
-        generator, plugin = generator_from_checkpoint(run)
-        metadata = export_metadata(generator, plugin_name=plugin)
+        generator, plugin, card = _from_checkpoint(run, destination, overwrite=overwrite, user=user)
+        metadata = export_metadata(generator, plugin_name=plugin, card=card)
     else:
         destination = out or source.with_suffix(".onnx")
         refuse_to_overwrite(destination, overwrite=overwrite)
         generator = load_generator(source)
-        metadata = read_safetensors_header(source, error=ExportError).metadata
+        refuse_nonfinite(generator, source)
+        metadata = carried_metadata(read_safetensors_header(source, error=ExportError).metadata, generator, user=user)
     export_onnx(generator, destination, metadata=metadata, overwrite=overwrite)
-    click.echo(f"exported {metadata['plugin']} generator to {destination} (ONNX)")
+    click.echo(f"exported {printable(metadata['plugin'])} generator to {destination} (ONNX)")
+
+
+def _from_checkpoint(
+    run: RunFolder, destination: Path, *, overwrite: bool, user: dict[str, str]
+) -> tuple[Generator, str, ModelCard]:
+    """The generator of ``run``'s latest checkpoint (its EMA for an ``--ema`` run), its plugin name and the card of
+    an export of it, once ``destination`` may be written and the weights are finite."""
+    from gankit.generator_source import generator_from_checkpoint
+    from gankit.model_card import checkpoint_card
+
+    refuse_to_overwrite(destination, overwrite=overwrite)
+    generator, plugin, ema_weights = generator_from_checkpoint(run)
+    refuse_nonfinite(generator, run.checkpoint_path)
+    return generator, plugin, checkpoint_card(run, generator, ema_weights=ema_weights, user=user)
+
+
+def refuse_nonfinite(generator: Generator, source: Path) -> None:
+    """One line, before anything is written, when the weights hold NaN or infinity (a run that diverged)."""
+    from gankit.errors import ExportError
+    from gankit.generator_source import nonfinite_summary, nonfinite_tensors
+
+    bad = nonfinite_tensors(generator)
+    if bad:
+        raise ExportError(
+            f"{nonfinite_summary(source, bad)}, so it would only draw blank images; nothing was exported: export "
+            "a checkpoint from before the run diverged"
+        )

@@ -16,25 +16,37 @@ if TYPE_CHECKING:
 
 
 @click.command("info")
-@click.argument("kind", type=click.Choice(list(KINDS)))
-@click.argument("name")
+@click.argument("kind", metavar="KIND|EXPORT")
+@click.argument("name", required=False)
 @click.option(
     "--image-size", type=click.IntRange(1), default=None, help="Image side the model is built for [default: plugin's]."
 )
 @plugin_option_flags
 @click.option("--opt", "opts", multiple=True, hidden=True)  # the old spelling of the flag that matches KIND
-def command(kind: str, name: str, image_size: int | None, opts: tuple[str, ...], **given: tuple[str, ...]) -> None:
-    """Describe plugin NAME of KIND: its options and, for a generator or discriminator, its layers.
+def command(
+    kind: str, name: str | None, image_size: int | None, opts: tuple[str, ...], **given: tuple[str, ...]
+) -> None:
+    """Describe plugin NAME of KIND: its options and, for a generator or discriminator, its layers. With one
+    argument, EXPORT (a .safetensors or .onnx export, or a run folder): its metadata and model card.
 
     --gen-opt sets a generator's options, --disc-opt a discriminator's and so on, as for gankit train.
 
-    Example: gankit info generator dcgan --image-size 64 --gen-opt width=32
+    Examples: gankit info generator dcgan --image-size 64 --gen-opt width=32; gankit info dcgan.safetensors
     """
     from rich.console import Console
 
+    if name is None:
+        _describe_export(
+            kind, image_size=image_size, flags=(*opts, *(pair for pairs in given.values() for pair in pairs))
+        )
+        return
+    if kind not in KINDS:
+        raise click.BadParameter(f"{kind!r} is not one of {', '.join(map(repr, KINDS))}", param_hint="'KIND'")
+
     from gankit.config import parse_key_values
-    from gankit.errors import ConfigError
+    from gankit.errors import ConfigError, GankitError
     from gankit.introspect import describe_plugin
+    from gankit.sizing import build_on_meta, check_weights_fit
 
     flag = OPTION_FLAGS[kind][0]
     for other, pairs in given.items():
@@ -46,6 +58,13 @@ def command(kind: str, name: str, image_size: int | None, opts: tuple[str, ...],
         if "image_size" in options and options["image_size"] != image_size:
             raise ConfigError(f"{flag} sets image_size={options['image_size']!r} but --image-size says {image_size}")
         options["image_size"] = image_size
+    if kind in ("generator", "discriminator"):  # built on the meta device first: too large is refused unbuilt
+        try:
+            planned = build_on_meta(kind, name, options)
+        except GankitError:  # a bad name, bad or missing options: describe_plugin says so in its own words
+            planned = None
+        if planned is not None:
+            check_weights_fit(planned, kind=kind, name=name)
     description = describe_plugin(kind, name, **options)
     console = Console(highlight=False)
     if not console.is_terminal:
@@ -53,11 +72,29 @@ def command(kind: str, name: str, image_size: int | None, opts: tuple[str, ...],
     _print(console, description)
 
 
+def _describe_export(source: str, *, image_size: int | None, flags: tuple[str, ...]) -> None:
+    """``gankit info EXPORT``; plugin flags describe a plugin to build, so they are refused here."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from gankit.cli.info_export import show_export
+
+    if source in KINDS:
+        raise click.UsageError(f"Missing argument 'NAME': which {source} plugin? (gankit plugins lists them)")
+    if image_size is not None or flags:
+        raise click.UsageError("--image-size and plugin options describe a plugin, not an export; leave them out")
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 160
+    show_export(Path(source), console)
+
+
 def _print(console: Console, described: PluginDescription) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     from gankit.introspect import DUMMY_BATCH
+    from gankit.text import rich_safe as escape  # plugin metadata comes from whoever packaged the plugin
 
     def shape(dims: tuple[int, ...] | None) -> str:
         if dims is None:
@@ -90,6 +127,8 @@ def _print(console: Console, described: PluginDescription) -> None:
         console.print("options: none")
 
     if described.layers is None:
+        for warning in described.warnings:  # e.g. the layers need a required option
+            console.print(f"[yellow]warning[/yellow]: {escape(warning)}")
         return
     total = described.total_parameters or 0
     layers = Table(title=f"layers (a dummy batch of N={DUMMY_BATCH})", title_justify="left", show_footer=True)

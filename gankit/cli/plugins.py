@@ -12,14 +12,21 @@ from gankit.registry import KINDS
 @click.command("plugins")
 @click.option("--kind", type=click.Choice(list(KINDS)), help="Only this kind.")
 def command(kind: str | None) -> None:
-    """List installed plugins; a broken one shows why instead of breaking the listing."""
-    from gankit.registry import registry
+    """List installed plugins; a broken one shows why instead of breaking the listing.
 
+    A name two distributions provide is marked: only its qualified form (DIST:NAME) picks one of them.
+    """
+    from gankit.registry import registry
+    from gankit.text import rich_safe as escape  # names and versions come from whoever packaged the plugin
+
+    clashes = registry.clashes(kind)
     table = Table(title="gankit plugins")
     for column in ("kind", "name", "distribution", "version", "status"):
         table.add_column(column, overflow="fold")
     for entry in registry.entries(kind):
         status = registry.status(entry)
-        shown = "[green]ok[/green]" if status == "ok" else f"[red]error[/red]: {status}"
-        table.add_row(entry.kind, entry.name, entry.distribution, entry.version, shown)
+        shown = "[green]ok[/green]" if status == "ok" else f"[red]error[/red]: {escape(status)}"
+        if (entry.kind, entry.name) in clashes:
+            shown += f"; [yellow]name clash[/yellow]: use {escape(entry.qualified_name)}"
+        table.add_row(entry.kind, escape(entry.name), escape(entry.distribution), escape(entry.version), shown)
     Console(width=160).print(table)

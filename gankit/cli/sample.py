@@ -49,9 +49,11 @@ def command(
     """
     import torch
 
+    from gankit.contract import check_generator
     from gankit.errors import ConfigError
-    from gankit.generator_source import load_any_generator
+    from gankit.generator_source import load_any_generator, nonfinite_summary, nonfinite_tensors
     from gankit.precision import resolve_device
+    from gankit.registry import registry
     from gankit.sampling import sample_images, save_image_grid
 
     refuse_to_overwrite(out, overwrite=overwrite)
@@ -60,6 +62,11 @@ def command(
     elif steps is not None:
         raise ConfigError("--steps needs --interpolate K")
     generator = load_any_generator(source, device=str(resolve_device(device)))  # type: ignore[arg-type]
+    bad = nonfinite_tensors(generator)
+    if bad:  # drawn anyway: the grid shows what the weights do, and the user may want to see it
+        click.echo(f"warning: {nonfinite_summary(source, bad)}; its samples will be blank or noise", err=True)
+    else:  # the plugin contract: shape, dtype and range of one tiny batch
+        check_generator(generator, registry.who_built("generator", generator))
     labels = None
     if label is not None:
         if generator.num_classes == 0:

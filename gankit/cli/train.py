@@ -5,6 +5,8 @@ Help lines come from ``TrainConfig``'s field descriptions, so the flags and the 
 
 from __future__ import annotations
 
+import errno
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +15,9 @@ from typing import Any
 import click
 
 from gankit.cli.common import FC, OPTION_FLAGS, plugin_option_flags
-from gankit.config import RESUMABLE, TrainConfig, build_config, merge_config, parse_key_values, read_toml, resume_config
-from gankit.errors import ConfigError
+from gankit.config import RESUMABLE, TrainConfig, build_config, merge_config, parse_key_values, read_toml
+from gankit.errors import ConfigError, FileFormatError
+from gankit.stopping import sigterm_interrupts
 
 
 def config_option(field: str, *declarations: str, **kwargs: Any) -> Callable[[FC], FC]:
@@ -74,6 +77,14 @@ def fold_old_spellings(flags: dict[str, Any]) -> None:
 @config_option("out", "--out", type=click.Path(path_type=Path))
 @config_option("log_every", "--log-every", type=int)
 @config_option("sample_count", "--sample-count", type=int)
+@config_option("sample_every", "--sample-every", type=int)
+@click.option(
+    "--tracker",
+    "trackers",
+    multiple=True,
+    metavar="NAME",
+    help="Also log to this experiment tracker, e.g. tensorboard (repeatable; `gankit plugins --kind tracker`).",
+)
 @click.option("--ema/--no-ema", "ema", default=None, help=TrainConfig.model_fields["ema"].description)
 @config_option("ema_kimg", "--ema-kimg", type=float)
 @config_option("eval_every", "--eval-every", type=int)
@@ -90,13 +101,14 @@ def fold_old_spellings(flags: dict[str, Any]) -> None:
 )
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file of these options.")
 @click.option("--overwrite", is_flag=True, help="Write into an existing run folder, replacing gankit's files there.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress: neither the bar nor, off a terminal, the plain lines.")
 @click.option(
     "--nproc",
     type=click.IntRange(1, 1024),
     default=None,
     help="Launch this many processes on this machine through torchrun (DDP; gloo on CPU, NCCL on CUDA).",
 )
+@sigterm_interrupts  # SIGTERM during start-up too exits 130, as Ctrl-C does
 def command(
     config_file: Path | None, resume_dir: Path | None, overwrite: bool, quiet: bool, nproc: int | None, **flags: Any
 ) -> None:
@@ -108,38 +120,76 @@ def command(
     for kind, (flag, _) in OPTION_FLAGS.items():
         field = f"{kind}_options"
         flags[field] = parse_key_values(flags[field], flag=flag) if flags[field] else None
-    if flags["betas"] == ():
-        flags["betas"] = None
+    for field in ("betas", "trackers"):  # an unset nargs or multiple flag is (), which must not override
+        if flags[field] == ():
+            flags[field] = None
+    if flags["trackers"] is not None:
+        flags["trackers"] = list(flags["trackers"])
+    file_values = read_toml(config_file) if config_file else {}
     if resume_dir is not None:
+        from gankit.resuming import resume_config
         from gankit.run_folder import RunFolder
 
-        if config_file is not None:
-            raise ConfigError("--resume takes the configuration from the run folder; drop --config")
-        config = resume_config(RunFolder(resume_dir).read_config(), flags, out=resume_dir)
+        given, sources = merge_config(file_values, flags), given_by(file_values, flags, config_file)
+        config = resume_config(RunFolder(resume_dir).read_config(), given, out=resume_dir, sources=sources)
     else:
-        config = build_config(merge_config(read_toml(config_file) if config_file else {}, flags))
+        config = build_config(merge_config(file_values, flags))
     if nproc is not None and nproc > 1:
+        from gankit.launch import check_launch
+
         check_global_batch(config.batch_size, nproc)  # here, before any process is started or anything built
+        check_launch(config, nproc)
         launch_torchrun(nproc)
 
-    from gankit.reporting import RichReporter
+    from gankit.reporting import PlainReporter, RichReporter
     from gankit.training import train
 
-    reporter = None if quiet else RichReporter()
+    reporter = None if quiet else RichReporter() if sys.stdout.isatty() else PlainReporter()
     try:
         train(config, reporter=reporter, overwrite=overwrite, resume=resume_dir is not None)
+    except OSError as exc:  # a write gankit does not wrap itself (a plugin's, a tracker's) on a full disk
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise FileFormatError(f"cannot write {exc.filename or 'a file'}: {exc.strerror}; free some space") from None
     finally:
         if reporter is not None:
             reporter.close()
 
 
+def flag_names(train: click.Command) -> dict[str, str]:
+    """``TrainConfig`` field (or other parameter) -> the flag ``train`` spells it with: ``seed`` -> ``--seed``."""
+    return {param.name: param.opts[0] for param in train.params if isinstance(param, click.Option) and param.name}
+
+
+def given_by(file_values: dict[str, Any], flags: dict[str, Any], config_file: Path | None) -> dict[str, str]:
+    """How each setting given to a resume was given, for its refusal: a flag, or the ``--config`` file.
+
+    Option tables have an entry per option too (``generator_options.width``), since the two merge key by key.
+    """
+    names = flag_names(command)
+    sources: dict[str, str] = {}
+    for key, value in file_values.items():
+        sources[key] = f"{key} from {config_file}"
+        if isinstance(value, dict):
+            sources.update({f"{key}.{option}": f"[{key}] of {config_file}" for option in value})
+    for key, value in flags.items():
+        if value is not None:
+            sources[key] = names.get(key, key)
+            if isinstance(value, dict):
+                sources.update({f"{key}.{option}": sources[key] for option in value})
+    return sources
+
+
 def describe_resume(command: click.Command) -> None:
     """Complete ``--resume``'s help with the flags of the ``RESUMABLE`` settings, as the command spells them."""
-    options = {param.name: param for param in command.params if isinstance(param, click.Option)}
-    flags = ", ".join(options[name].opts[0] for name in RESUMABLE)
-    resume = options["resume_dir"]
+    names = flag_names(command)
+    flags = ", ".join(names[name] for name in RESUMABLE)
+    resume = command.params[[param.name for param in command.params].index("resume_dir")]
     unbroken = textwrap.fill(f"{flags}.", width=44, break_on_hyphens=False)  # \b: click keeps these lines as they are
-    resume.help = f"{resume.help} Only these flags may be given with it:\n\n\b\n{unbroken}"
+    resume.help = (
+        f"{resume.help} Other flags, and --config, may repeat the run's values but not change them; these may "
+        f"change:\n\n\b\n{unbroken}"
+    )
 
 
 describe_resume(command)
@@ -154,15 +204,11 @@ def check_global_batch(batch_size: int, nproc: int) -> None:
 
 
 def launch_torchrun(nproc: int) -> None:
-    """Re-run this very command under ``torchrun --nproc-per-node N -m gankit``, without ``--nproc``."""
-    import os
-    import subprocess
-    import sys
+    """Re-run this very command as ``torchrun --nproc-per-node N -m gankit ...`` without ``--nproc``; torchrun's
+    agent runs in this process (``gankit.launch``), so a failure is reported as one line, once."""
+    from gankit.launch import launch
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("--nproc cannot be used inside torchrun; torchrun already started the processes")
     args = sys.argv[1:]
     index = next(i for i, arg in enumerate(args) if arg == "--nproc" or arg.startswith("--nproc="))
     del args[index : index + (1 if "=" in args[index] else 2)]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
-    raise SystemExit(subprocess.call([*command, "-m", "gankit", *args]))
+    launch(nproc, args)

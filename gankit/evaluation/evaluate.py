@@ -1,12 +1,14 @@
-"""Score a generator against real MNIST with every metric of ``gankit.evaluation.metrics``, in one call.
+"""Score a generator against a real dataset (MNIST by default) with every metric of ``gankit.evaluation.metrics``.
 
     from gankit.evaluation.evaluate import evaluate_generator, reference_metrics
     scores = evaluate_generator(generator, n=10_000, seed=0)   # {"frechet_distance": ..., "kid": ..., ...}
     floor = reference_metrics(n=10_000, seed=0)                # real training images scored the same way
 
 Samples are drawn with ``gankit.sampling.sample_images`` (latents from ``seed``), passed through the shipped digit
-classifier, and compared with the classifier's outputs on the 10,000 MNIST test images. Those real outputs are
-computed once per process and device and kept (``mnist_test_reference``); nothing else is global. The same seed
+classifier, and compared with the classifier's outputs on the reference dataset's test split (``dataset=``, any
+dataset plugin; the 10,000 MNIST test images by default). Those real outputs are computed once per process, device
+and dataset and kept (``mnist_test_reference``); nothing else is global. ``check_reference_fits`` refuses a
+generator whose images cannot be compared with the reference's. The same seed
 gives the same numbers, and nothing touches the global random generators, so evaluating during training does not
 change the run.
 """
@@ -19,7 +21,9 @@ import torch
 from torch import Tensor
 
 from gankit.batches import to_unit_range
-from gankit.errors import GankitError
+from gankit.blame import plugin_code
+from gankit.contract import check_data
+from gankit.errors import ConfigError, GankitError
 from gankit.evaluation.classifier import NUM_CLASSES, DigitClassifier, load_classifier
 from gankit.evaluation.metrics import (
     conditional_accuracy,
@@ -32,7 +36,7 @@ from gankit.evaluation.metrics import (
     precision_recall,
 )
 from gankit.interfaces import Generator, ImageData, Split
-from gankit.registry import create_plugin
+from gankit.registry import create_plugin, registry, split_name
 from gankit.sampling import sample_images
 
 METRICS: dict[str, tuple[str, str]] = {
@@ -47,6 +51,9 @@ METRICS: dict[str, tuple[str, str]] = {
     "class_accuracy": ("higher", "how often the classifier reads the digit asked for (conditional only)"),
 }
 """Every metric ``evaluate_generator`` may return -> (which direction is better, one-line description)."""
+
+REFERENCE_DATASET = "mnist"
+"""The dataset plugin whose test split samples are compared with unless told otherwise (``--reference-dataset``)."""
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -64,6 +71,8 @@ class Reference:
     features: Tensor
     probs: Tensor
     labels: Tensor
+    image_shape: tuple[int, ...] | None = None
+    """``(C, H, W)`` of the real images, when known."""
     mean: Tensor = field(init=False, repr=False)
     cov: Tensor = field(init=False, repr=False)
     _manifolds: dict[tuple[int, int], tuple[Tensor, Tensor]] = field(default_factory=dict, init=False, repr=False)
@@ -89,13 +98,17 @@ class Reference:
         return self._manifolds[key]
 
 
-_CACHE: dict[str, tuple[DigitClassifier, Reference]] = {}
-"""Device -> (classifier, its outputs on the MNIST test set): the one piece of state kept between calls."""
+_CACHE: dict[tuple[str, str], tuple[DigitClassifier, Reference]] = {}
+"""(device, dataset) -> (classifier, its outputs on the dataset's test split): the one state kept between calls."""
 
 
-def _mnist(split: Split) -> ImageData:
-    data: ImageData = create_plugin("dataset", "mnist").load(split)
-    return data
+def _real_images(dataset: str, split: Split) -> ImageData:
+    """A split of the dataset plugin ``dataset``, checked against the contract."""
+    who = registry.entry("dataset", dataset).who
+    loaded = create_plugin("dataset", dataset)
+    with plugin_code(who, f"in load({split!r})"):
+        data = loaded.load(split)
+    return check_data(data, who)
 
 
 def classify_images(images: Tensor, classifier: DigitClassifier, *, batch_size: int = 500) -> tuple[Tensor, Tensor]:
@@ -118,23 +131,68 @@ def classify_images(images: Tensor, classifier: DigitClassifier, *, batch_size: 
     return torch.cat(features), torch.cat(probs)
 
 
-def _classifier_and_reference(device: str | torch.device, batch_size: int) -> tuple[DigitClassifier, Reference]:
-    key = str(torch.device(device))
+def _classifier_and_reference(
+    device: str | torch.device, batch_size: int, dataset: str = REFERENCE_DATASET
+) -> tuple[DigitClassifier, Reference]:
+    key = (str(torch.device(device)), dataset)
     if key not in _CACHE:
         classifier = load_classifier(device)
-        test = _mnist("test")
+        test = _real_images(dataset, "test")
         _CACHE[key] = (classifier, _reference(classifier, test.images, test.labels, batch_size=batch_size))
     return _CACHE[key]
 
 
 def _reference(classifier: DigitClassifier, images: Tensor, labels: Tensor, *, batch_size: int) -> Reference:
     features, probs = classify_images(images, classifier, batch_size=batch_size)
-    return Reference(features, probs, labels.to(features.device))
+    return Reference(features, probs, labels.to(features.device), tuple(images.shape[1:]))
 
 
-def mnist_test_reference(device: str | torch.device = "cpu", *, batch_size: int = 500) -> Reference:
-    """The classifier's outputs on the 10,000 MNIST test images on ``device``, computed once per process."""
-    return _classifier_and_reference(device, batch_size)[1]
+def mnist_test_reference(
+    device: str | torch.device = "cpu", *, batch_size: int = 500, dataset: str = REFERENCE_DATASET
+) -> Reference:
+    """The classifier's outputs on the test split of ``dataset`` (10,000 MNIST digits by default) on ``device``,
+    computed once per process."""
+    return _classifier_and_reference(device, batch_size, dataset)[1]
+
+
+def check_reference_fits(
+    generator: Generator,
+    *,
+    dataset: str = REFERENCE_DATASET,
+    recorded_dataset: str | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 500,
+) -> None:
+    """``ConfigError`` (one line) unless ``generator``'s samples can be compared with ``dataset``'s test images.
+
+    Refused: a generator recorded as trained on another dataset (``recorded_dataset``, from its run or export); a
+    channel count other than the reference's; non-square images; and a reference that is not single-channel, since
+    the shipped classifier reads digits. Image sides may differ: samples and real images are both resized to 28x28.
+    """
+    force = "; pass --force to score it anyway"
+    if recorded_dataset and split_name(recorded_dataset)[1] != split_name(dataset)[1]:
+        raise ConfigError(
+            f"the generator was trained on dataset '{recorded_dataset}' but would be scored against '{dataset}'; "
+            f"pass --reference-dataset {split_name(recorded_dataset)[1]}{force}"
+        )
+    reference_shape = mnist_test_reference(device, batch_size=batch_size, dataset=dataset).image_shape or ()
+    channels, height, width = generator.image_shape
+    if reference_shape and channels != reference_shape[0]:
+        raise ConfigError(
+            f"the generator makes images of shape {tuple(generator.image_shape)} but the reference dataset "
+            f"'{dataset}' holds {tuple(reference_shape)}: {channels} channel(s) against {reference_shape[0]}; score "
+            f"it against a dataset like the one it was trained on{force}"
+        )
+    if height != width:
+        raise ConfigError(
+            f"the generator makes non-square images {tuple(generator.image_shape)}; the evaluation "
+            f"classifier reads square 28x28 digits{force}"
+        )
+    if reference_shape and reference_shape[0] != 1:
+        raise ConfigError(
+            f"the reference dataset '{dataset}' has {reference_shape[0]} channels, but gankit's evaluation "
+            f"classifier is an MNIST digit classifier for 1-channel images{force}"
+        )
 
 
 def reference_from_images(
@@ -155,17 +213,19 @@ def evaluate_images(
     batch_size: int = 500,
     device: str | torch.device = "cpu",
     reference: Reference | None = None,
+    dataset: str = REFERENCE_DATASET,
 ) -> dict[str, float]:
     """Every metric of ``METRICS`` for ``(N, C, H, W)`` images in ``[-1, 1]`` or uint8 (any side, N >= 4).
 
     ``labels`` are the digits the images were meant to show (adds ``class_accuracy``). ``reference`` defaults to
-    the MNIST test set; ``seed`` picks the KID subsets and the real images precision and recall compare with.
+    the test split of ``dataset`` (MNIST); ``seed`` picks the KID subsets and the real images precision and recall
+    compare with.
     """
     if images.dim() != 4 or images.shape[0] < PR_NEIGHBOURS + 1:
         raise ValueError(f"need at least {PR_NEIGHBOURS + 1} images (N, C, H, W), got shape {tuple(images.shape)}")
     if images.is_floating_point() and not bool(torch.isfinite(images).all()):
         raise GankitError("the images to score contain NaN or infinite values: the generator has diverged")
-    classifier, test_reference = _classifier_and_reference(device, batch_size)
+    classifier, test_reference = _classifier_and_reference(device, batch_size, dataset)
     if reference is None:
         reference = test_reference
     features, probs = classify_images(images, classifier, batch_size=batch_size)
@@ -206,8 +266,10 @@ def evaluate_generator(
     batch_size: int = 500,
     device: str | torch.device = "cpu",
     reference: Reference | None = None,
+    dataset: str = REFERENCE_DATASET,
 ) -> dict[str, float]:
-    """Draw ``n`` samples from ``generator`` with latents from ``seed`` and score them (see ``METRICS``).
+    """Draw ``n`` samples from ``generator`` with latents from ``seed`` and score them (see ``METRICS``) against
+    ``dataset``'s test split (see ``check_reference_fits`` for what fits).
 
     The generator runs where it is and is left in the mode it was in; ``device`` is where the classifier and
     the statistics run. A conditional generator over 10 classes is asked for each digit in turn and also gets
@@ -218,7 +280,9 @@ def evaluate_generator(
     if generator.num_classes == NUM_CLASSES:
         labels = torch.arange(n, dtype=torch.int64) % NUM_CLASSES
     images = sample_images(generator, n, seed=seed, labels=labels, batch_size=batch_size)
-    return evaluate_images(images, labels=labels, seed=seed, batch_size=batch_size, device=device, reference=reference)
+    return evaluate_images(
+        images, labels=labels, seed=seed, batch_size=batch_size, device=device, reference=reference, dataset=dataset
+    )
 
 
 def reference_metrics(
@@ -228,12 +292,13 @@ def reference_metrics(
     batch_size: int = 500,
     device: str | torch.device = "cpu",
     reference: Reference | None = None,
+    dataset: str = REFERENCE_DATASET,
 ) -> dict[str, float]:
-    """The floor: ``n`` MNIST training images drawn with ``seed`` scored as if they were samples.
+    """The floor: ``n`` training images of ``dataset`` (MNIST) drawn with ``seed`` scored as if they were samples.
 
     What a perfect generator of MNIST digits would get; ``class_accuracy`` is the classifier's accuracy on them.
     """
-    train = _mnist("train")
+    train = _real_images(dataset, "train")
     if not 0 < n <= len(train.images):
         raise ValueError(f"n must be in [1, {len(train.images)}], got {n}")
     picked = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(seed))[:n]
@@ -244,4 +309,5 @@ def reference_metrics(
         batch_size=batch_size,
         device=device,
         reference=reference,
+        dataset=dataset,
     )

@@ -71,12 +71,15 @@ class WassersteinGPLoss(Loss):
 
     The penalty evaluates the critic again, on interpolates, through ``inputs.discriminator``. It runs in float32
     with autocast switched off: double backward through bf16 or fp16 makes the gradient norms too coarse to
-    penalise, and fp16's loss scaling does not reach gradients taken inside the loss.
+    penalise (fp16 underflows), and fp16's loss scaling does not reach gradients taken inside the loss. The
+    engine's gradient scaler still scales the total loss, penalty included, for the one backward that follows.
+    The penalty is reported as ``gradient_penalty`` (the Wasserstein estimate is the logit gap gankit logs anyway).
     """
 
     Options = WassersteinGPOptions
     options: WassersteinGPOptions
-    api_version = 1  # the gankit plugin API this class was written for
+    api_version = 2  # the gankit plugin API this class was written for: 2 has inputs.report
+    metric_names = ("gradient_penalty",)
 
     def gradient_penalty(self, inputs: DiscriminatorInputs) -> Tensor:
         """``mean((||grad_x D(x_hat)||_2 - 1)^2)`` at one random point between each real and fake image."""
@@ -95,7 +98,9 @@ class WassersteinGPLoss(Loss):
         real, fake = inputs.real_logits.float(), inputs.fake_logits.float()
         loss = fake.mean() - real.mean()
         if self.options.gp_weight > 0:
-            loss = loss + self.options.gp_weight * self.gradient_penalty(inputs)
+            penalty = self.gradient_penalty(inputs)
+            inputs.report("gradient_penalty", penalty)
+            loss = loss + self.options.gp_weight * penalty
         if self.options.drift_weight > 0:
             loss = loss + self.options.drift_weight * real.pow(2).mean()
         return loss

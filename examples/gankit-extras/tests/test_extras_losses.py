@@ -47,7 +47,14 @@ def d_inputs(
 
 def g_inputs(fake_logits: Tensor) -> GeneratorInputs:
     images = torch.zeros(len(fake_logits), *SHAPE)
-    return GeneratorInputs(images, images, fake_logits, None, critic(1.0), 0)
+    return GeneratorInputs(
+        real_images=images,
+        fake_images=images,
+        fake_logits=fake_logits,
+        labels=None,
+        discriminator=critic(1.0),
+        step=0,
+    )
 
 
 REAL = torch.tensor([2.0, 0.5, -1.0])
@@ -82,6 +89,7 @@ def test_gradient_penalty_closed_form(scale: float) -> None:
     wasserstein = FAKE.mean() - REAL.mean()
     expected = wasserstein + 2.0 * (scale - 1) ** 2
     assert loss.discriminator_loss(inputs).item() == pytest.approx(expected.item(), abs=1e-5)
+    assert inputs.metrics["gradient_penalty"].item() == pytest.approx((scale - 1) ** 2, abs=1e-5)  # reported
 
 
 def test_gradient_penalty_is_float32_under_cpu_bf16_autocast_and_reaches_the_critic() -> None:
@@ -91,7 +99,15 @@ def test_gradient_penalty_is_float32_under_cpu_bf16_autocast_and_reaches_the_cri
     with torch.autocast("cpu", dtype=torch.bfloat16):
         # what the engine does: logits under autocast, the loss computed inside the same context
         real_logits, fake_logits = model(images.bfloat16()), model(-images.bfloat16())
-        inputs = DiscriminatorInputs(images.bfloat16(), -images.bfloat16(), real_logits, fake_logits, None, model, 0)
+        inputs = DiscriminatorInputs(
+            real_images=images.bfloat16(),
+            fake_images=-images.bfloat16(),
+            real_logits=real_logits,
+            fake_logits=fake_logits,
+            labels=None,
+            discriminator=model,
+            step=0,
+        )
         penalty = loss.gradient_penalty(inputs)
         total = loss.discriminator_loss(inputs)
     assert penalty.dtype == torch.float32 and total.dtype == torch.float32
@@ -116,7 +132,15 @@ def test_wgan_gp_with_the_resnet_critic_under_bf16_autocast() -> None:
     loss = create_plugin("loss", "wgan-gp")
     real, fake = torch.rand(2, 1, 28, 28) * 2 - 1, torch.rand(2, 1, 28, 28) * 2 - 1
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        inputs = DiscriminatorInputs(real, fake, critic_net(real), critic_net(fake), None, critic_net, 0)
+        inputs = DiscriminatorInputs(
+            real_images=real,
+            fake_images=fake,
+            real_logits=critic_net(real),
+            fake_logits=critic_net(fake),
+            labels=None,
+            discriminator=critic_net,
+            step=0,
+        )
         total = loss.discriminator_loss(inputs)
     assert total.dtype == torch.float32 and torch.isfinite(total)
     total.backward()

@@ -1,0 +1,111 @@
+"""One writer per run folder: an exclusive OS lock (``flock``) on ``RUN/.lock``, free again when its holder dies.
+
+The lock is the kernel's, not the file's presence: ``kill -9`` of the holder releases it, and a ``.lock`` file
+left behind means nothing. The holder writes its PID into the file (best effort: a full disk must not stop it
+from locking) so that a refused second writer can name it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from pathlib import Path
+from types import TracebackType
+
+from gankit.errors import ConfigError
+
+LOCK_NAME = ".lock"
+"""The lock file's name inside a run folder; never part of what makes a folder "not empty"."""
+
+
+def _busy(folder: Path, fd: int) -> ConfigError:
+    try:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        holder = ""
+    who = f"PID {holder}" if holder.isdigit() else "a process whose PID is not recorded"
+    return ConfigError(
+        f"run folder {folder} is in use by another gankit process ({who}); wait for it to end, or choose another --out"
+    )
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def check_unlocked(folder: Path) -> None:
+    """``ConfigError`` naming the holder's PID if another process holds ``folder``'s lock; creates nothing."""
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return  # no lock file (or unreadable): nobody can be holding it through us
+    try:
+        if not _try_lock(fd):
+            raise _busy(folder, fd)
+    finally:
+        os.close(fd)  # also releases the probe's lock
+
+
+class RunLock:
+    """The exclusive lock on a run folder, held from ``acquire`` until ``release`` (or the process ends)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / LOCK_NAME
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock or raise a one-line ``ConfigError`` naming the holder; the folder must exist."""
+        if self._fd is not None:
+            return
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise ConfigError(f"cannot lock run folder {self.folder}: {exc.strerror or exc}") from None
+            if not _try_lock(fd):
+                error = _busy(self.folder, fd)
+                os.close(fd)
+                raise error
+            # A holder that just released may have removed the file we opened: then lock the new one instead.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        with contextlib.suppress(OSError):  # the PID only improves the message; a full disk may refuse it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Remove the lock file, then let go of the lock; a no-op when not held."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.release()
