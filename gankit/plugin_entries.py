@@ -1,7 +1,7 @@
 """What gankit knows of a plugin before importing it: the kinds, an advertised entry, and ``DIST:NAME`` names.
 
-Nothing here imports a plugin, torch or pydantic, so the CLI can list kinds and names cheaply; loading and checking
-is ``gankit.registry``'s.
+Nothing here imports a plugin or torch, so the CLI can list kinds and names cheaply; loading and checking is
+``gankit.registry``'s.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ def same_distribution(a: str, b: str) -> bool:
 
 
 def entry_from_metadata(kind: str, ep: metadata.EntryPoint) -> PluginEntry:
+    """The entry of ``kind`` an installed entry point advertises, with its distribution; nothing is imported."""
     dist = getattr(ep, "dist", None)
     return PluginEntry(
         kind=kind,

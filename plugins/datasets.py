@@ -225,6 +225,19 @@ class MNISTOptions(DatasetOptions):
     )
 
 
+def _idx_dataset(root: Path, split: Split, *, name: str, subfolder: str, hint: str) -> ImageData:
+    """The ``split`` of the IDX dataset ``name`` in ``root/<subfolder>/raw`` (torchvision's layout) or ``root``;
+    one line naming both places, the files expected there and ``hint`` when it is in neither."""
+    root = root.expanduser()
+    folders = [root / subfolder / "raw", root]
+    found = _load_idx_split(folders, split, missing=f"replace the {name} files")
+    if found is None:
+        raise DataError(
+            f"no {name} {split} files in {root} or {folders[0]} (expected {_expected_names(split)}); {hint}"
+        )
+    return found
+
+
 class MNIST(Dataset):
     """The MNIST digits, 60,000 training and 10,000 test images of 28x28 grey pixels, 10 classes.
 
@@ -236,16 +249,9 @@ class MNIST(Dataset):
     options: MNISTOptions
 
     def load(self, split: Split = "train") -> ImageData:
-        root = self.options.root
-        if root is not None:
-            root = root.expanduser()
-            folders = [root / "MNIST" / "raw", root]
-            found = _load_idx_split(folders, split, missing="replace the MNIST files")
-            if found is None:
-                raise DataError(
-                    f"no MNIST {split} files in {root} or {root / 'MNIST' / 'raw'} (expected "
-                    f"{_expected_names(split)}); put them there or leave out root to use gankit's own copy"
-                )
+        if self.options.root is not None:
+            hint = "put them there or leave out root to use gankit's own copy"
+            found = _idx_dataset(self.options.root, split, name="MNIST", subfolder="MNIST", hint=hint)
             return replace(found, class_names=MNIST_CLASS_NAMES)
         path = mnist_cache_path()
         cached = _read_mnist_cache(path, split)
@@ -278,14 +284,8 @@ class FashionMNIST(Dataset):
     options: FashionMNISTOptions
 
     def load(self, split: Split = "train") -> ImageData:
-        root = self.options.root.expanduser()
-        folders = [root / "FashionMNIST" / "raw", root]
-        found = _load_idx_split(folders, split, missing="replace the Fashion-MNIST files")
-        if found is None:
-            raise DataError(
-                f"Fashion-MNIST {split} files not found in {root} (expected {_expected_names(split)}); run "
-                f"`apt install dataset-fashion-mnist` or pass --data-opt root=FOLDER"
-            )
+        hint = "run `apt install dataset-fashion-mnist` or pass --data-opt root=FOLDER"
+        found = _idx_dataset(self.options.root, split, name="Fashion-MNIST", subfolder="FashionMNIST", hint=hint)
         return replace(found, class_names=FASHION_MNIST_CLASS_NAMES, license=FASHION_MNIST_LICENSE)
 
 

@@ -1,15 +1,19 @@
-"""What the CLI tests share: invoking ``gankit`` in-process and the shape of a user error."""
+"""What the CLI tests share: invoking ``gankit`` in-process, the shape of a user error, plugins registered for a
+while."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from click.testing import CliRunner, Result
 
 from gankit.cli import main
+from gankit.registry import registry
 
 
 def run(*args: str | Path) -> Result:
@@ -43,3 +47,13 @@ def pytest_in(folder: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
     )
+
+
+@contextlib.contextmanager
+def registered(kind: str, name: str, cls: type) -> Iterator[None]:
+    """A plugin registered at runtime for the duration of the block."""
+    registry.register(kind, name, cls)
+    try:
+        yield
+    finally:
+        registry.unregister(kind, name)

@@ -253,14 +253,19 @@ def test_sample_from_an_export_whose_metadata_disagrees_with_its_options(trained
     sample_fails(export, tmp_path, "metadata 'image_shape' is [1, 32, 32] but plugin_options say image_size=28")
 
 
-def test_sample_from_an_export_of_a_plugin_that_is_not_installed(trained: Path, tmp_path: Path) -> None:
-    export = rewritten(
+def needing_a_missing_plugin(trained: Path, tmp_path: Path, *, distribution: str, version: str) -> Path:
+    """The run's export, rewritten to need generator plugin 'stylegan9' from ``distribution`` at ``version``."""
+    return rewritten(
         trained / "generator.safetensors",
         tmp_path / "g.safetensors",
         plugin="stylegan9",
-        distribution="gankit-stylegan",
-        distribution_version="2.1.0",
+        distribution=distribution,
+        distribution_version=version,
     )
+
+
+def test_sample_from_an_export_of_a_plugin_that_is_not_installed(trained: Path, tmp_path: Path) -> None:
+    export = needing_a_missing_plugin(trained, tmp_path, distribution="gankit-stylegan", version="2.1.0")
     sample_fails(export, tmp_path, "needs generator plugin 'stylegan9'", "install 'gankit-stylegan' (version 2.1.0)")
 
 

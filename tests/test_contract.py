@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import assert_user_error, run
+from cli_helpers import assert_user_error, registered, run
 from test_registry import make_distribution
 
 from gankit.contract import check_models
@@ -230,7 +230,8 @@ def test_the_check_leaves_the_models_as_they_were(bad_gan: Path) -> None:
 def test_a_conditional_generator_needs_a_conditional_discriminator(tmp_path: Path) -> None:
     args = train(tmp_path, "--gen", "dcgan", "--disc", "dcgan")
     result = run(*args, "--gen-opt", "num_classes=10", "--gen-opt", "width=8", "--disc-opt", "num_classes=0")
-    assert_user_error(result, "discriminator on none", "num_classes=10")
+    who = ("generator 'dcgan' from 'gankit'", "discriminator 'dcgan' from 'gankit'")  # named, with the distribution
+    assert_user_error(result, *who, "on none", "num_classes=10")
 
 
 def test_info_shows_required_options_and_validator_checks_without_needing_them() -> None:
@@ -256,11 +257,8 @@ def test_info_shows_required_options_and_validator_checks_without_needing_them()
         def load(self, split="train"):  # type: ignore[no-untyped-def]
             raise NotImplementedError
 
-    registry.register("dataset", "folder-test", Folder)
-    try:
+    with registered("dataset", "folder-test", Folder):
         result = run("info", "dataset", "folder-test")
-    finally:
-        registry.unregister("dataset", "folder-test")
     assert result.exit_code == 0, result.output
     folder = next(line for line in result.output.splitlines() if "folder" in line and "PNGs" in line)
     side = next(line for line in result.output.splitlines() if line.lstrip("│ ").startswith("side"))
@@ -281,11 +279,8 @@ def test_info_of_a_model_with_a_required_option_says_what_the_layers_need() -> N
         def forward(self, latent, labels=None):  # type: ignore[no-untyped-def]
             return latent
 
-    registry.register("generator", "deep-test", Deep)
-    try:
+    with registered("generator", "deep-test", Deep):
         result = run("info", "generator", "deep-test")
-    finally:
-        registry.unregister("generator", "deep-test")
     assert result.exit_code == 0, result.output
     assert "warning: layers not shown: the model needs --gen-opt depth=..." in result.output
 

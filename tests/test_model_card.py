@@ -3,7 +3,6 @@ info EXPORT; and the loader's checks of what an export says about itself."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import re
@@ -13,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
-from cli_helpers import assert_user_error, run
+from cli_helpers import assert_user_error, registered, run
 from safetensors import safe_open
 from safetensors.torch import load_file
 from test_data import write_split
@@ -57,16 +56,6 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         )  # fmt: skip
         assert result.exit_code == 0, result.output
         yield out
-
-
-@contextlib.contextmanager
-def registered(kind: str, name: str, cls: type) -> Iterator[None]:
-    """A plugin registered at runtime for the duration of the block."""
-    registry.register(kind, name, cls)
-    try:
-        yield
-    finally:
-        registry.unregister(kind, name)
 
 
 def card_of(path: Path) -> dict[str, Any]:

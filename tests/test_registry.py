@@ -28,6 +28,13 @@ def make_distribution(root: Path, name: str, entry_points: dict[str, dict[str, s
         (root / f"{module}.py").write_text(source)
 
 
+def one_plugin(root: Path, distribution: str, kind: str, name: str, target: str, source: str) -> Registry:
+    """Install ``distribution`` advertising plugin ``name`` of ``kind`` at ``target`` (``module:Class``), the module
+    being ``source``; returns a fresh registry that sees it."""
+    make_distribution(root, distribution, {KINDS[kind].group: {name: target}}, {target.partition(":")[0]: source})
+    return Registry()
+
+
 TINY_GENERATOR = """
 import torch
 from gankit.interfaces import Generator
@@ -86,13 +93,8 @@ def test_unknown_name_lists_available_and_suggests() -> None:
 
 
 def test_broken_plugin_is_reported_and_others_still_work(plugin_site: Path) -> None:
-    make_distribution(
-        plugin_site,
-        "broken-gan",
-        {"gankit.generators": {"broken": "broken_plugin:Model"}},
-        {"broken_plugin": "import a_module_that_does_not_exist\n"},
-    )
-    fresh = Registry()
+    missing = "import a_module_that_does_not_exist\n"
+    fresh = one_plugin(plugin_site, "broken-gan", "generator", "broken", "broken_plugin:Model", missing)
     with pytest.raises(PluginError) as error:
         fresh.load("generator", "broken")
     message = str(error.value)
@@ -113,14 +115,10 @@ def test_same_name_from_two_distributions_names_both(plugin_site: Path) -> None:
 
 
 def test_wrong_base_class_is_refused(plugin_site: Path) -> None:
-    make_distribution(
-        plugin_site,
-        "wrong-gan",
-        {"gankit.losses": {"wrong": "wrong_plugin:NotALoss"}},
-        {"wrong_plugin": "class NotALoss:\n    pass\n"},
-    )
+    not_a_loss = "class NotALoss:\n    pass\n"
+    fresh = one_plugin(plugin_site, "wrong-gan", "loss", "wrong", "wrong_plugin:NotALoss", not_a_loss)
     with pytest.raises(PluginError, match=r"not a subclass of gankit\.interfaces\.Loss$"):
-        Registry().load("loss", "wrong")
+        fresh.load("loss", "wrong")
     assert gankit.interfaces.Loss is Loss  # the path the message names is real
 
 
@@ -133,11 +131,9 @@ def test_kinds_are_listed_without_importing_torch() -> None:
 
 def test_incompatible_api_version_is_refused(plugin_site: Path) -> None:
     source = TINY_GENERATOR + "\nTiny.api_version = 999\n"
-    make_distribution(
-        plugin_site, "future-gan", {"gankit.generators": {"future": "tiny_plugin:Tiny"}}, {"tiny_plugin": source}
-    )
+    fresh = one_plugin(plugin_site, "future-gan", "generator", "future", "tiny_plugin:Tiny", source)
     with pytest.raises(PluginError, match="API 999"):
-        Registry().load("generator", "future")
+        fresh.load("generator", "future")
 
 
 def test_runtime_registration_and_options_validation() -> None:
@@ -242,23 +238,15 @@ def test_replace_shadows_an_installed_plugin_in_this_process() -> None:
 def test_a_class_missing_an_abstract_method_is_refused_naming_it(plugin_site: Path) -> None:
     source = "from gankit.interfaces import Loss\n\nclass Half(Loss):\n    def discriminator_loss(self, inputs):\n"
     source += "        return inputs.real_logits.mean()\n"
-    make_distribution(
-        plugin_site, "half-gan", {"gankit.losses": {"half": "wrong_plugin:Half"}}, {"wrong_plugin": source}
-    )
-    fresh = Registry()
+    fresh = one_plugin(plugin_site, "half-gan", "loss", "half", "wrong_plugin:Half", source)
     with pytest.raises(PluginError, match=r"^loss 'half' from 'half-gan' 1.2.3 .* does not implement generator_loss"):
         fresh.load("loss", "half")
     assert fresh.status(fresh.entry("loss", "half")) != "ok"
 
 
 def test_sys_exit_while_importing_a_plugin_is_isolated(plugin_site: Path) -> None:
-    make_distribution(
-        plugin_site,
-        "exit-gan",
-        {"gankit.generators": {"quitter": "broken_plugin:Model"}},
-        {"broken_plugin": "import sys\nsys.exit(3)\n"},
-    )
-    fresh = Registry()
+    exits = "import sys\nsys.exit(3)\n"
+    fresh = one_plugin(plugin_site, "exit-gan", "generator", "quitter", "broken_plugin:Model", exits)
     with pytest.raises(PluginError, match=r"'exit-gan' 1\.2\.3 .* failed to load: SystemExit: 3"):
         fresh.load("generator", "quitter")
     from cli_helpers import run

@@ -1,4 +1,4 @@
-"""What several commands share: the per-kind ``--gen-opt`` flag family and the refusal to overwrite ``--out``."""
+"""What several commands share: the ``--gen-opt`` flag family, ``--out`` with ``--overwrite``, the overwrite check."""
 
 from __future__ import annotations
 
@@ -36,6 +36,17 @@ def plugin_option_flags(function: FC) -> FC:
             help=f"Set an option of the {what} (repeatable).",
         )(function)
     return function
+
+
+def output_options(default: str) -> Callable[[FC], FC]:
+    """``--out PATH`` (``None`` unless given; ``default`` says what the command then writes) and ``--overwrite``."""
+
+    def decorate(function: FC) -> FC:
+        function = click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")(function)
+        out = click.option("--out", type=click.Path(path_type=Path), default=None, help=f"{default}.")
+        return out(function)
+
+    return decorate
 
 
 def already_exists(path: Path) -> ConfigError:

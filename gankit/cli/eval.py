@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from gankit.cli.common import already_exists, refuse_to_overwrite
+from gankit.cli.common import already_exists, output_options, refuse_to_overwrite
 
 
 def default_output(source: Path) -> Path:
@@ -30,13 +30,7 @@ def _shown(value: float | None) -> str:
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the latents and subsets.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="JSON file to write [default: eval.json in a run folder, <name>.eval.json beside a file].",
-)
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@output_options("JSON file to write [default: eval.json in a run folder, <name>.eval.json beside a file]")
 @click.option("--reference", is_flag=True, help="Also score real training images: the floor of each metric.")
 @click.option(
     "--reference-dataset",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gankit.cli.common import refuse_to_overwrite
+from gankit.cli.common import output_options, refuse_to_overwrite
 from gankit.text import printable
 
 if TYPE_CHECKING:
@@ -26,13 +26,7 @@ if TYPE_CHECKING:
     show_default=True,
     help='The gankit export, or an ONNX model (needs pip install "gankit[onnx]").',
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Destination [default: RUN_DIR/generator.safetensors or .onnx; for an export, SOURCE with .onnx].",
-)
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@output_options("Destination [default: RUN_DIR/generator.safetensors or .onnx; for an export, SOURCE with .onnx]")
 @click.option(
     "--meta",
     "meta",

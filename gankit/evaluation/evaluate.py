@@ -16,6 +16,7 @@ change the run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 from torch import Tensor
@@ -39,6 +40,9 @@ from gankit.interfaces import Generator, ImageData, Split
 from gankit.registry import create_plugin, registry, split_name
 from gankit.sampling import sample_images
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 METRICS: dict[str, tuple[str, str]] = {
     "frechet_distance": ("lower", "Frechet distance of the classifier features to those of the real test images"),
     "kid": ("lower", "kernel inception distance: unbiased MMD^2, cubic kernel, mean over 100 subsets"),
@@ -54,6 +58,9 @@ METRICS: dict[str, tuple[str, str]] = {
 
 REFERENCE_DATASET = "mnist"
 """The dataset plugin whose test split samples are compared with unless told otherwise (``--reference-dataset``)."""
+
+BATCH_SIZE = 500
+"""Images per batch through the classifier (and the generator) unless told otherwise."""
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -205,12 +212,22 @@ def reference_from_images(
     return _reference(classifier, images, labels, batch_size=batch_size)
 
 
+class Scoring(TypedDict, total=False):
+    """How images are scored: the keywords of ``evaluate_images`` that ``evaluate_generator`` and
+    ``reference_metrics`` pass on (defaults there)."""
+
+    batch_size: int
+    device: str | torch.device
+    reference: Reference | None
+    dataset: str
+
+
 def evaluate_images(
     images: Tensor,
     *,
     labels: Tensor | None = None,
     seed: int = 0,
-    batch_size: int = 500,
+    batch_size: int = BATCH_SIZE,
     device: str | torch.device = "cpu",
     reference: Reference | None = None,
     dataset: str = REFERENCE_DATASET,
@@ -259,17 +276,11 @@ def evaluate_images(
 
 
 def evaluate_generator(
-    generator: Generator,
-    *,
-    n: int = 10_000,
-    seed: int = 0,
-    batch_size: int = 500,
-    device: str | torch.device = "cpu",
-    reference: Reference | None = None,
-    dataset: str = REFERENCE_DATASET,
+    generator: Generator, *, n: int = 10_000, seed: int = 0, **scoring: Unpack[Scoring]
 ) -> dict[str, float]:
     """Draw ``n`` samples from ``generator`` with latents from ``seed`` and score them (see ``METRICS``) against
-    ``dataset``'s test split (see ``check_reference_fits`` for what fits).
+    ``dataset``'s test split (see ``check_reference_fits`` for what fits). ``scoring`` is ``evaluate_images``'s
+    ``batch_size`` (also the generator's), ``device``, ``reference`` and ``dataset``.
 
     The generator runs where it is and is left in the mode it was in; ``device`` is where the classifier and
     the statistics run. A conditional generator over 10 classes is asked for each digit in turn and also gets
@@ -279,35 +290,18 @@ def evaluate_generator(
     labels = None  # other conditional generators get their classes in turn, but those are not digits to check
     if generator.num_classes == NUM_CLASSES:
         labels = torch.arange(n, dtype=torch.int64) % NUM_CLASSES
-    images = sample_images(generator, n, seed=seed, labels=labels, batch_size=batch_size)
-    return evaluate_images(
-        images, labels=labels, seed=seed, batch_size=batch_size, device=device, reference=reference, dataset=dataset
-    )
+    images = sample_images(generator, n, seed=seed, labels=labels, batch_size=scoring.get("batch_size", BATCH_SIZE))
+    return evaluate_images(images, labels=labels, seed=seed, **scoring)
 
 
-def reference_metrics(
-    *,
-    n: int = 10_000,
-    seed: int = 0,
-    batch_size: int = 500,
-    device: str | torch.device = "cpu",
-    reference: Reference | None = None,
-    dataset: str = REFERENCE_DATASET,
-) -> dict[str, float]:
+def reference_metrics(*, n: int = 10_000, seed: int = 0, **scoring: Unpack[Scoring]) -> dict[str, float]:
     """The floor: ``n`` training images of ``dataset`` (MNIST) drawn with ``seed`` scored as if they were samples.
 
     What a perfect generator of MNIST digits would get; ``class_accuracy`` is the classifier's accuracy on them.
+    ``scoring`` is ``evaluate_images``'s ``batch_size``, ``device``, ``reference`` and ``dataset``.
     """
-    train = _real_images(dataset, "train")
+    train = _real_images(scoring.get("dataset", REFERENCE_DATASET), "train")
     if not 0 < n <= len(train.images):
         raise ValueError(f"n must be in [1, {len(train.images)}], got {n}")
     picked = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(seed))[:n]
-    return evaluate_images(
-        train.images[picked],
-        labels=train.labels[picked],
-        seed=seed,
-        batch_size=batch_size,
-        device=device,
-        reference=reference,
-        dataset=dataset,
-    )
+    return evaluate_images(train.images[picked], labels=train.labels[picked], seed=seed, **scoring)
