@@ -365,3 +365,16 @@ def test_relative_links_resolve(page: Path) -> None:
         if anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             problems.append(f"{target}: no heading with the anchor #{anchor} in {linked.name}")
     assert not problems, f"broken links in {page.name}:\n" + "\n".join(problems)
+
+
+def test_readme_layout_names_every_module() -> None:
+    """README's layout sketch matches the tree: every module is named, and nothing named is missing."""
+    text = (ROOT / "README.md").read_text()
+    sketch = text[text.index("```text", text.index("## Layout")) :]
+    named = set(re.findall(r"\b([a-z_]+\.py)\b", sketch))
+    modules = {path.name for path in (ROOT / "gankit").glob("*.py") if path.name not in ("__init__.py", "__main__.py")}
+    modules |= {path.name for path in (ROOT / "plugins").glob("*.py") if path.name != "__init__.py"}
+    assert modules - named == set(), "modules missing from README's Layout section"
+    assert named - modules == set(), "README's Layout section names modules that do not exist"
+    for folder in ("evaluation", "cli", "templates"):
+        assert f"{folder}/" in sketch
