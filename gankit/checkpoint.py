@@ -20,19 +20,16 @@ files, which have no hash, still load.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import math
-import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
@@ -210,21 +207,9 @@ def save_checkpoint(path: Path, state: dict[str, Any], *, metadata: dict[str, st
     }
     ready = standalone_tensors(tensors)
     header[CONTENT_HASH] = content_hash(ready, header)
-
-    def write(tmp: Path) -> None:
-        try:
-            save_file(ready, str(tmp), metadata=header)
-        except SafetensorError as exc:  # its I/O failures (a full disk) are not OSError: make them one
-            raise _as_os_error(exc) from None
-
-    atomic_write(Path(path), write, overwrite=True, error=CheckpointError)
-
-
-def _as_os_error(exc: SafetensorError) -> OSError:
-    """``SafetensorError('... I/O error: No space left on device (os error 28)')`` as the ``OSError`` it reports."""
-    found = re.search(r"os error (\d+)", str(exc))
-    code = int(found.group(1)) if found else errno.EIO
-    return OSError(code, os.strerror(code) if found else one_line(exc))
+    atomic_write(
+        Path(path), lambda tmp: save_file(ready, str(tmp), metadata=header), overwrite=True, error=CheckpointError
+    )
 
 
 def content_hash(tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> str:

@@ -9,6 +9,9 @@ Each function raises ``error``: ``FileFormatError`` by default, the format's own
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,11 +81,21 @@ def atomic_write(
         raise error(f"cannot write {path}: folder {path.parent} does not exist")
     try:
         with atomic_output(path, overwrite=overwrite) as tmp:
-            write(tmp)
+            try:
+                write(tmp)
+            except SafetensorError as exc:  # its I/O failures (a full disk) are not OSError: make them one
+                raise _as_os_error(exc) from None
     except FileExistsError:
         raise error(f"{path} already exists; choose another path or pass overwrite=True to replace it") from None
     except OSError as exc:
         raise error(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _as_os_error(exc: SafetensorError) -> OSError:
+    """``SafetensorError('... I/O error: No space left on device (os error 28)')`` as the ``OSError`` it reports."""
+    found = re.search(r"os error (\d+)", str(exc))
+    code = int(found.group(1)) if found else errno.EIO
+    return OSError(code, os.strerror(code) if found else one_line(exc))
 
 
 def standalone_tensors(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:

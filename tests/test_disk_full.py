@@ -140,3 +140,13 @@ def test_stale_temporaries_are_only_what_gankit_and_safetensors_leave(tmp_path: 
         (tmp_path / name).write_text("x")
     assert sorted(p.name for p in remove_stale_temporaries(tmp_path)) == sorted(names)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+
+
+def test_export_to_a_full_disk_is_one_line(reference: Path, tmp_path: Path) -> None:
+    """safetensors reports a full disk as its own error type; the export writer turns it into one line too."""
+    target = tmp_path / "tiny"
+    for small in mount_small_disk(target, "64k"):  # the export (~200 kB) cannot fit
+        result = gankit("export", reference, "--out", small.path / "generator.safetensors")
+        assert_one_line(result, "generator.safetensors", "No space left on device")
+        assert not (small.path / "generator.safetensors").exists()
+        assert temporaries(small.path) == []
