@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,15 +30,43 @@ class CheckpointGenerator(NamedTuple):
     """Whether the weights are the run's exponential moving average (``--ema``) rather than the trained ones."""
 
 
-def generator_from_checkpoint(
-    run: RunFolder, *, checkpoint: Path | None = None, device: str = "cpu"
-) -> CheckpointGenerator:
-    """Rebuild a run's generator from its ``config.json`` and a checkpoint (the latest by default), in eval mode.
+def _warn_on_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
+
+def generator_from_checkpoint(
+    run: RunFolder,
+    *,
+    checkpoint: Path | None = None,
+    device: str = "cpu",
+    warn: Callable[[str], None] = _warn_on_stderr,
+) -> CheckpointGenerator:
+    """Rebuild a run's generator from its ``config.json`` and a checkpoint, in eval mode.
+
+    Without ``checkpoint``, the newest whole one: a damaged latest checkpoint (its content hash or its state does not
+    check out) falls back to the older ones kept in ``checkpoints/``, as ``--resume`` does, and ``warn`` says so.
     For a run that kept an EMA (``--ema``), the weights are the average, the very weights training exports to
     ``generator.safetensors``; otherwise the trained generator's.
     """
-    checkpoint = checkpoint or run.checkpoint_path
+    if checkpoint is not None:
+        return _from_one_checkpoint(run, checkpoint, device)
+    candidates = run.checkpoints()
+    if not candidates:
+        raise ConfigError(f"{run.path} is not a gankit run folder (no {run.checkpoint_path.name})")
+    problems: list[str] = []
+    for candidate in candidates:
+        try:
+            found = _from_one_checkpoint(run, candidate, device)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            continue
+        if problems:
+            warn(f"{'; '.join(problems)}; using the older checkpoint {candidate} instead")
+        return found
+    raise CheckpointError(f"no usable checkpoint in {run.path}: {'; '.join(problems)}")
+
+
+def _from_one_checkpoint(run: RunFolder, checkpoint: Path, device: str) -> CheckpointGenerator:
     if not checkpoint.is_file():
         raise ConfigError(f"{run.path} is not a gankit run folder (no {checkpoint.name})")
     config = run.read_config()

@@ -185,3 +185,16 @@ def test_a_format_1_checkpoint_without_a_hash_still_loads(tmp_path: Path) -> Non
                                                       "state": '{"w":{"__tensor__":"w"},"step":4}'})  # fmt: skip
     with pytest.raises(CheckpointError, match="'content_hash' is missing"):
         load_checkpoint(missing)
+
+
+def test_export_and_sample_of_a_run_fall_back_from_a_damaged_checkpoint(folder: Path, tmp_path: Path) -> None:
+    """`gankit export RUN` (and sample) use the newest checkpoint that checks out, and say which one they skipped."""
+    flip_bit(folder / "checkpoint.safetensors", "generator/net.0.weight")
+    fallback = run("export", folder, "--out", tmp_path / "g.safetensors")
+    assert fallback.exit_code == 0, fallback.output
+    assert "warning:" in fallback.stderr and "checkpoint.safetensors" in fallback.stderr
+    older = load_checkpoint(folder / "checkpoints" / "step_000000015.safetensors")["generator"]
+    exported = load_file(tmp_path / "g.safetensors")
+    assert all(torch.equal(exported[key], older[key]) for key in older)
+    (folder / "checkpoints" / "step_000000015.safetensors").unlink()
+    assert_user_error(run("export", folder, "--out", tmp_path / "h.safetensors"), "no usable checkpoint")
