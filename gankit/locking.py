@@ -11,6 +11,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -21,14 +22,37 @@ LOCK_NAME = ".lock"
 
 
 def _busy(folder: Path, fd: int) -> ConfigError:
-    try:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
-        holder = ""
-    who = f"PID {holder}" if holder.isdigit() else "a process whose PID is not recorded"
+    holder = _holder(fd)
+    who = f"PID {holder}" if holder is not None else "a process whose PID is not recorded"
     return ConfigError(
         f"run folder {folder} is in use by another gankit process ({who}); wait for it to end, or choose another --out"
     )
+
+
+def _holder(fd: int, *, patience: float = 2.0) -> int | None:
+    """The PID in the lock file, once it names a live process: a holder that has just taken the lock may not have
+    written its PID yet (the file then holds nothing, or the PID of a holder killed earlier), so wait a little."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        except OSError:
+            return None
+        if text.isdigit() and _alive(int(text)):
+            return int(text)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _try_lock(fd: int) -> bool:
@@ -88,8 +112,9 @@ class RunLock:
                 break
             os.close(fd)
         with contextlib.suppress(OSError):  # the PID only improves the message; a full disk may refuse it
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            pid = f"{os.getpid()}\n".encode()
+            os.pwrite(fd, pid, 0)  # one small write, then cut what an older holder's longer PID left behind
+            os.ftruncate(fd, len(pid))
         self._fd = fd
 
     def release(self) -> None:
