@@ -263,6 +263,18 @@ def test_config_file_examples_are_valid(tmp_path: Path) -> None:
         build_config(read_toml(path))
 
 
+def test_seeds_config_file_is_the_seeds_model() -> None:
+    """examples/seeds.toml, which cli.md and results.md point to, validates and is the seeds' model and recipe."""
+    config = build_config(read_toml(ROOT / "examples" / "seeds.toml"))
+    model = (config.generator, config.discriminator_name, config.loss, config.image_size)
+    assert model == ("dcgan", "dcgan", "nonsat", 28)
+    assert config.generator_options == {"width": 128} and config.discriminator_options == {"width": 64}
+    recipe = (config.batch_size, config.lr_g, config.lr_d, config.betas, config.ema)
+    assert recipe == (128, 2e-4, 2e-4, (0.5, 0.999), False)
+    for page in (DOCS / "cli.md", DOCS / "results.md"):
+        assert "examples/seeds.toml" in page.read_text(encoding="utf-8"), page.name
+
+
 def test_time_per_epoch_section_is_there() -> None:
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     assert "## Time per epoch\n" in text
