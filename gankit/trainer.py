@@ -170,13 +170,7 @@ class Trainer:
             real_logits = self.run_discriminator(real, cond)
             fake_logits = self.run_discriminator(fake, cond)
             inputs = DiscriminatorInputs(
-                real_images=real,
-                fake_images=fake,
-                real_logits=real_logits,
-                fake_logits=fake_logits,
-                labels=cond,
-                discriminator=self.discriminator,
-                step=self.step,
+                **self._step_context(real, fake, cond), real_logits=real_logits, fake_logits=fake_logits
             )
             loss = self.loss_calls.discriminator(inputs)
         skipped = self._update(loss, self.optimizer_d, self.scaler_d)
@@ -198,19 +192,23 @@ class Trainer:
                     else None
                 )
                 inputs = GeneratorInputs(
-                    real_images=real,
-                    fake_images=fake,
-                    fake_logits=fake_logits,
-                    real_logits=real_logits,
-                    labels=cond,
-                    discriminator=self.discriminator,
-                    step=self.step,
+                    **self._step_context(real, fake, cond), fake_logits=fake_logits, real_logits=real_logits
                 )
                 loss = self.loss_calls.generator(inputs)
             skipped = self._update(loss, self.optimizer_g, self.scaler_g)
         finally:
             self.discriminator.requires_grad_(True)
         return loss, skipped
+
+    def _step_context(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> dict[str, Any]:
+        """What both objectives' inputs share."""
+        return {
+            "real_images": real,
+            "fake_images": fake,
+            "labels": labels,
+            "discriminator": self.discriminator,
+            "step": self.step,
+        }
 
     def _update(self, loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> Tensor | None:
         """One optimizer step; under fp16, also 1.0 (on the device) when scaling found inf/NaN and skipped it."""

@@ -18,11 +18,12 @@ from cli_helpers import assert_user_error, run
 from plugins_for_tests import LazyR1NonSat, RelativisticAverage, UndeclaredR1, VectorLoss
 from rich.console import Console
 from test_registry import make_distribution
+from test_training import fake_config
 from torch import Tensor, nn
 
 from gankit.artifacts import loss_figure
 from gankit.assembly import assemble, load_data
-from gankit.config import TrainConfig, build_config
+from gankit.config import TrainConfig
 from gankit.errors import PluginError
 from gankit.health import HealthMonitor
 from gankit.interfaces import Discriminator, DiscriminatorInputs, DiscriminatorOptions, GeneratorInputs, Loss
@@ -79,23 +80,10 @@ def registered() -> Iterator[None]:
 
 
 def config(tmp_path: Path, **overrides: Any) -> TrainConfig:
-    values: dict[str, Any] = {
-        "generator": "mlp",
-        "discriminator": "norm-critic",
-        "loss": "nonsat",
-        "dataset": "fake",
-        "dataset_options": {"size": 64},
-        "generator_options": {"hidden": 8},
-        "image_size": 8,
-        "batch_size": 8,
-        "max_steps": 8,
-        "device": "cpu",
-        "log_every": 2,
-        "sample_count": 4,
-        "out": tmp_path / "run",
-    }
-    values.update(overrides)
-    return build_config(values)
+    """``test_training``'s fake run, smaller, against the test critic (whose BatchNorm the tests watch)."""
+    small: dict[str, Any] = {"discriminator": "norm-critic", "generator_options": {"hidden": 8}, "image_size": 8}
+    small |= {"batch_size": 8, "max_steps": 8, "sample_count": 4}
+    return fake_config(tmp_path, **{**small, **overrides})  # type: ignore[no-any-return]
 
 
 def trainer_for(cfg: TrainConfig) -> Trainer:
