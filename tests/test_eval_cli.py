@@ -160,3 +160,9 @@ def test_the_reference_dataset_is_a_parameter(trained_run: Path, tmp_path: Path)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["reference_dataset"] == "fake" and set(report["reference"]) == set(METRICS)
+
+
+def test_an_unknown_reference_dataset_is_named_first(trained_run: Path, tmp_path: Path) -> None:
+    result = run("eval", trained_run, "--n", "20", "--reference-dataset", "mnsit", "--out", tmp_path / "x.json")
+    assert_user_error(result, "unknown dataset 'mnsit'", "Did you mean 'mnist'")
+    assert not (tmp_path / "x.json").exists()

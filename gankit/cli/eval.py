@@ -75,6 +75,7 @@ def command(
     from gankit.precision import resolve_device
     from gankit.registry import registry
 
+    registry.entry("dataset", dataset)  # an unknown reference is named first, with its "did you mean"
     out = out or default_output(source)
     refuse_to_overwrite(out, overwrite=overwrite)
     resolved = resolve_device(device)  # type: ignore[arg-type]
