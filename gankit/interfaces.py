@@ -86,6 +86,13 @@ class _Plugin:
     """The plugin API the class was written for. The inherited value always matches; set it explicitly to pin it,
     and a gankit whose accepted range (``MIN_PLUGIN_API_VERSION`` to ``PLUGIN_API_VERSION``) does not include it
     refuses the plugin when it is loaded rather than failing in mid-training."""
+    options: PluginOptions
+
+    def __init__(self, options: PluginOptions) -> None:
+        """Store the validated ``options`` as ``self.options``; subclasses call ``super().__init__(options)`` first
+        (for models, this also initialises ``torch.nn.Module``)."""
+        super().__init__()
+        self.options = options
 
 
 class _Model(_Plugin):
@@ -94,6 +101,18 @@ class _Model(_Plugin):
     prefers_channels_last: ClassVar[bool] = False
     """Set True for convolutional models: the engine then keeps weights and batches in channels-last memory format,
     which is faster for convolutions on recent CPUs and on tensor-core GPUs (``--channels-last auto``)."""
+
+    options: ModelOptions
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the images the model makes (a generator) or takes (a discriminator)."""
+        return (self.options.channels, self.options.image_size, self.options.image_size)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes the model is conditioned on, 0 when unconditional: ``options.num_classes``."""
+        return self.options.num_classes
 
 
 class Generator(_Model, nn.Module, abc.ABC):
@@ -105,26 +124,12 @@ class Generator(_Model, nn.Module, abc.ABC):
     """
 
     Options: ClassVar[type[GeneratorOptions]] = GeneratorOptions
-
-    def __init__(self, options: GeneratorOptions) -> None:
-        """Store the validated ``options`` as ``self.options``; subclasses call this first."""
-        super().__init__()
-        self.options = options
+    options: GeneratorOptions
 
     @property
     def latent_dim(self) -> int:
         """Size of the latent vectors ``forward`` takes: ``options.latent_dim``."""
         return self.options.latent_dim
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of the images ``forward`` returns."""
-        return (self.options.channels, self.options.image_size, self.options.image_size)
-
-    @property
-    def num_classes(self) -> int:
-        """Classes the generator is conditioned on, 0 when unconditional: ``options.num_classes``."""
-        return self.options.num_classes
 
     def sample_latent(self, batch_size: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw a latent batch from this generator's prior, on the device of ``generator`` (CPU by default).
@@ -150,21 +155,7 @@ class Discriminator(_Model, nn.Module, abc.ABC):
     """
 
     Options: ClassVar[type[DiscriminatorOptions]] = DiscriminatorOptions
-
-    def __init__(self, options: DiscriminatorOptions) -> None:
-        """Store the validated ``options`` as ``self.options``; subclasses call this first."""
-        super().__init__()
-        self.options = options
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of the images ``forward`` accepts."""
-        return (self.options.channels, self.options.image_size, self.options.image_size)
-
-    @property
-    def num_classes(self) -> int:
-        """Classes the discriminator is conditioned on, 0 when unconditional: ``options.num_classes``."""
-        return self.options.num_classes
+    options: DiscriminatorOptions
 
     @abc.abstractmethod
     def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -251,6 +242,7 @@ class Loss(_Plugin, abc.ABC):
     """
 
     Options: ClassVar[type[LossOptions]] = LossOptions
+    options: LossOptions
     requires_real_grad: ClassVar[bool] = False
     """Set to True when ``discriminator_loss`` differentiates with respect to the real images on every update (R1
     in the loss itself). Prefer ``discriminator_regularizer``, which pays for it only every
@@ -261,10 +253,6 @@ class Loss(_Plugin, abc.ABC):
     metric_names: ClassVar[tuple[str, ...]] = ()
     """The names of the scalars the loss reports with ``inputs.report`` (e.g. ``("r1_penalty",)``): lowercase
     identifiers, none of them a field gankit logs itself (``d_loss``, ``d_real_logit``, ...)."""
-
-    def __init__(self, options: LossOptions) -> None:
-        """Store the validated ``options`` as ``self.options``; subclasses call this first."""
-        self.options = options
 
     @property
     def regularization_interval(self) -> int:
@@ -312,10 +300,7 @@ class Dataset(_Plugin, abc.ABC):
     """A source of training images, loaded whole as uint8 so batches can be cut on the training device."""
 
     Options: ClassVar[type[DatasetOptions]] = DatasetOptions
-
-    def __init__(self, options: DatasetOptions) -> None:
-        """Store the validated ``options`` as ``self.options``; subclasses call this first."""
-        self.options = options
+    options: DatasetOptions
 
     @abc.abstractmethod
     def load(self, split: Split = "train") -> ImageData:
@@ -333,10 +318,7 @@ class Tracker(_Plugin, abc.ABC):
     """
 
     Options: ClassVar[type[TrackerOptions]] = TrackerOptions
-
-    def __init__(self, options: TrackerOptions) -> None:
-        """Store the validated ``options`` as ``self.options``; subclasses call this first."""
-        self.options = options
+    options: TrackerOptions
 
     @abc.abstractmethod
     def start(self, run_dir: Path, hyperparameters: Mapping[str, Any], *, resumed_at_step: int) -> None:
