@@ -11,7 +11,7 @@ import torch
 
 from gankit.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from gankit.errors import CheckpointError, ConfigError, FileFormatError
-from gankit.export import load_generator
+from gankit.export import load_generator, read_export_metadata
 from gankit.interfaces import Generator
 from gankit.registry import registry
 from gankit.run_folder import RunFolder
@@ -149,25 +149,16 @@ def recorded_dataset(source: Path) -> str | None:
     A run folder (or a checkpoint in one) records it in ``config.json``; an export in its model card (metadata key
     ``model_card``) or a plain ``dataset`` metadata key. None when nothing says.
     """
-    import json
-
-    run = RunFolder(source if source.is_dir() else source.parent)
-    if not source.is_dir() and _run_holding_checkpoint(source) is None:
+    run = RunFolder(source) if source.is_dir() else _run_holding_checkpoint(source)
+    if run is not None:
         try:
-            metadata = read_safetensors_header(source).metadata
+            found = run.read_config().get("dataset")
+        except ConfigError:
+            return None
+    else:
+        try:
+            meta = read_export_metadata(source)
         except FileFormatError:
             return None
-        try:
-            card = json.loads(metadata.get("model_card", "{}"))
-        except ValueError:
-            card = {}
-        found = card.get("dataset") if isinstance(card, dict) else None
-        found = found or metadata.get("dataset")
-        return found if isinstance(found, str) and found else None
-    if not source.is_dir():
-        run = _run_holding_checkpoint(source) or run
-    try:
-        found = run.read_config().get("dataset")
-    except ConfigError:
-        return None
+        found = (meta.model_card or {}).get("dataset") or meta.extra.get("dataset")
     return found if isinstance(found, str) and found else None

@@ -166,3 +166,9 @@ def test_an_unknown_reference_dataset_is_named_first(trained_run: Path, tmp_path
     result = run("eval", trained_run, "--n", "20", "--reference-dataset", "mnsit", "--out", tmp_path / "x.json")
     assert_user_error(result, "unknown dataset 'mnsit'", "Did you mean 'mnist'")
     assert not (tmp_path / "x.json").exists()
+
+
+def test_an_export_is_checked_against_the_dataset_its_model_card_records(trained_run: Path, tmp_path: Path) -> None:
+    """The export carries the run's dataset in its card, so it is refused against MNIST just like the run folder."""
+    export = trained_run / "generator.safetensors"
+    assert_user_error(run("eval", export, "--n", "20", "--out", tmp_path / "e.json"), "'fake'", "--force")
