@@ -22,6 +22,17 @@ TIMEOUT = timedelta(minutes=5)
 """How long a collective waits for a rank before failing: a dead rank brings the others down, not a hang."""
 
 
+def check_processes(batch_size: int, sync_batchnorm: bool, *, processes: int, device: torch.device) -> None:
+    """What a run of ``processes`` processes needs: a global batch that splits evenly over them, and CUDA for
+    synchronised BatchNorm. Checked by the ``--nproc`` launcher before anything starts, and by each process."""
+    if batch_size % processes:
+        raise ConfigError(
+            f"--batch-size {batch_size} is the global batch and must divide evenly over {processes} processes"
+        )
+    if sync_batchnorm and processes > 1 and device.type != "cuda":
+        raise ConfigError("--sync-batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel)")
+
+
 @dataclass(frozen=True)
 class Ranks:
     """This process's place in the job; ``world_size == 1`` means no torch.distributed at all."""

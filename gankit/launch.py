@@ -39,9 +39,10 @@ class LaunchedRunFailed(GankitError):
 
 
 def check_launch(config: TrainConfig, nproc: int) -> None:
-    """What the ``nproc`` processes would refuse at start, checked here (the CLI checks the global batch):
-    devices, the data, and the models built on the meta device, their fit and size."""
+    """What the ``nproc`` processes would refuse at start, checked here: devices, the global batch, the data, and
+    the models built on the meta device, their fit and size."""
     from gankit.assembly import check_assembly, load_data
+    from gankit.distributed import check_processes
     from gankit.precision import resolve_device, resolve_precision
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -56,8 +57,7 @@ def check_launch(config: TrainConfig, nproc: int) -> None:
                 f"--nproc {nproc} needs {nproc} GPUs but {torch.cuda.device_count()} are visible; "
                 "use as many processes as GPUs"
             )
-    elif config.sync_batchnorm:
-        raise ConfigError("--sync-batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel)")
+    check_processes(config.batch_size, config.sync_batchnorm, processes=nproc, device=device)
     check_assembly(config, load_data(config), processes=nproc)
 
 

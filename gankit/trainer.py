@@ -13,7 +13,7 @@ from torch import Tensor
 from gankit.assembly import Assembly
 from gankit.batches import DeviceBatches
 from gankit.config import TrainConfig
-from gankit.distributed import Ranks
+from gankit.distributed import Ranks, check_processes
 from gankit.ema import GeneratorEMA
 from gankit.errors import ConfigError, GankitError
 from gankit.interfaces import DiscriminatorInputs, Generator, GeneratorInputs
@@ -57,11 +57,7 @@ class Trainer:
         self.device = device
         self.precision = precision
         self.ranks = ranks or Ranks()
-        if config.batch_size % self.ranks.world_size:
-            raise ConfigError(
-                f"--batch-size {config.batch_size} is the global batch and must divide evenly over "
-                f"{self.ranks.world_size} processes"
-            )
+        check_processes(config.batch_size, config.sync_batchnorm, processes=self.ranks.world_size, device=device)
         self.memory_format = memory_format_for(config, assembly)
         self.generator = self._prepare(assembly.generator)
         self.discriminator = self._prepare(assembly.discriminator)
@@ -111,9 +107,7 @@ class Trainer:
 
     def _prepare(self, model: M) -> M:
         model = model.to(self.device).to(memory_format=self.memory_format)
-        if self.config.sync_batchnorm and self.ranks.enabled:
-            if self.device.type != "cuda":
-                raise ConfigError("--sync-batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel)")
+        if self.config.sync_batchnorm and self.ranks.enabled:  # on CUDA: check_processes refused it elsewhere
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
         return model
 

@@ -16,7 +16,7 @@ import click
 
 from gankit.cli.common import FC, OPTION_FLAGS, plugin_option_flags
 from gankit.config import RESUMABLE, TrainConfig, build_config, merge_config, parse_key_values, read_toml
-from gankit.errors import ConfigError, FileFormatError
+from gankit.errors import FileFormatError
 from gankit.stopping import sigterm_interrupts
 
 
@@ -137,7 +137,6 @@ def command(
     if nproc is not None and nproc > 1:
         from gankit.launch import check_launch
 
-        check_global_batch(config.batch_size, nproc)  # here, before any process is started or anything built
         check_launch(config, nproc)
         launch_torchrun(nproc)
 
@@ -193,14 +192,6 @@ def describe_resume(command: click.Command) -> None:
 
 
 describe_resume(command)
-
-
-def check_global_batch(batch_size: int, nproc: int) -> None:
-    """ConfigError unless the global batch splits evenly over ``nproc`` processes (the Trainer checks it again)."""
-    if batch_size % nproc:
-        raise ConfigError(
-            f"--batch-size {batch_size} is the global batch and must divide evenly over {nproc} processes"
-        )
 
 
 def launch_torchrun(nproc: int) -> None:
