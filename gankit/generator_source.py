@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -14,6 +13,7 @@ from gankit.errors import CheckpointError, ConfigError, FileFormatError
 from gankit.export import load_generator, read_export_metadata
 from gankit.interfaces import Generator
 from gankit.registry import registry
+from gankit.reporting import warn_on_stderr
 from gankit.run_folder import RunFolder
 from gankit.sizing import check_model_fits
 from gankit.tensorfile import read_safetensors_header
@@ -30,16 +30,12 @@ class CheckpointGenerator(NamedTuple):
     """Whether the weights are the run's exponential moving average (``--ema``) rather than the trained ones."""
 
 
-def _warn_on_stderr(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
 def generator_from_checkpoint(
     run: RunFolder,
     *,
     checkpoint: Path | None = None,
     device: str = "cpu",
-    warn: Callable[[str], None] = _warn_on_stderr,
+    warn: Callable[[str], None] = warn_on_stderr,
 ) -> CheckpointGenerator:
     """Rebuild a run's generator from its ``config.json`` and a checkpoint, in eval mode.
 

@@ -13,6 +13,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gankit.step_stats import loss_metric_names
 
 
+def warn_on_stderr(message: str) -> None:
+    """A warning where nothing else reports: one ``warning:`` line on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 class Reporter(Protocol):
     """What the engine tells the outside world; the CLI shows it with rich, tests may record it."""
 

@@ -9,7 +9,6 @@ save, so the check follows the trainer without a list to keep in step with it.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from torch import Tensor
 
 from gankit.checkpoint import read_checkpoint_metadata
 from gankit.distributed import Ranks
-from gankit.reporting import Reporter, SilentReporter
+from gankit.reporting import Reporter, SilentReporter, warn_on_stderr
 from gankit.run_folder import RunFolder
 from gankit.trainer import Trainer
 
@@ -55,7 +54,7 @@ def announcer(reporter: Reporter, ranks: Ranks) -> Callable[[str], None]:
     if not ranks.is_main:
         return lambda message: None
     if isinstance(reporter, SilentReporter):
-        return lambda message: print(f"warning: {message}", file=sys.stderr, flush=True)
+        return warn_on_stderr
     return reporter.warn
 
 
