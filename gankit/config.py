@@ -56,7 +56,7 @@ class TrainConfig(BaseModel):
     device: DeviceChoice = Field("auto", description="Where to train: auto picks CUDA when available.")
     amp: AmpMode = Field("auto", description="Mixed precision: auto is bf16 (or fp16) on CUDA, off on CPU.")
     channels_last: Literal["auto", "on", "off"] = Field(
-        "auto", description="Channels-last memory format: auto uses it for models that prefer it (DCGAN)."
+        "auto", description="Channels-last memory format: auto uses it for models that prefer it (DCGAN), not under --compile."
     )
     sync_batchnorm: bool = Field(
         False, description="Synchronise BatchNorm statistics across processes (multi-GPU runs)."

@@ -279,6 +279,8 @@ class Trainer:
         self.discriminator.load_state_dict(state["discriminator"])
         self.optimizer_g.load_state_dict(state["optimizer_g"])
         self.optimizer_d.load_state_dict(state["optimizer_d"])
+        match_parameter_strides(self.optimizer_g)
+        match_parameter_strides(self.optimizer_d)
         if self.precision.scaled:
             self.scaler_g.load_state_dict(state["scaler_g"])
             self.scaler_d.load_state_dict(state["scaler_d"])
@@ -297,6 +299,21 @@ class Trainer:
         self._started = time.perf_counter()
 
 
+def match_parameter_strides(optimizer: torch.optim.Optimizer) -> None:
+    """Give restored optimizer state its parameter's memory format, as a fresh run's ``zeros_like`` does.
+
+    A checkpoint stores tensors contiguous; the parameters of a channels-last model are not. Fused Adam on CUDA
+    refuses the mix ("params, grads, exp_avgs, and exp_avg_sqs must have same dtype, device, and layout"): the
+    first resumed step failed, found by scripts/gpu_check.py on an H200.
+    """
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            state = optimizer.state.get(parameter, {})
+            for key, value in state.items():
+                if isinstance(value, Tensor) and value.shape == parameter.shape and value.stride() != parameter.stride():
+                    state[key] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
+
+
 def _either(first: Tensor | None, second: Tensor | None) -> Tensor | None:
     """Logical or of two optional 0/1 flags on the device."""
     if first is None or second is None:
@@ -305,8 +322,13 @@ def _either(first: Tensor | None, second: Tensor | None) -> Tensor | None:
 
 
 def memory_format_for(config: TrainConfig, assembly: Assembly) -> torch.memory_format:
-    """Channels-last when asked, or (``auto``) when both models say convolutions dominate them."""
+    """Channels-last when asked, or (``auto``) when both models say convolutions dominate them.
+
+    ``auto`` stays contiguous under ``--compile``: torch 2.11's inductor asserts on the stride of a channels-last
+    transposed convolution's weight gradient (DCGAN's first layer), found by scripts/gpu_check.py on an H200.
+    """
     prefer = assembly.generator.prefers_channels_last and assembly.discriminator.prefers_channels_last
+    prefer = prefer and not config.compile
     wanted = config.channels_last == "on" or (config.channels_last == "auto" and prefer)
     return torch.channels_last if wanted else torch.contiguous_format
 

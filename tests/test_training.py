@@ -154,3 +154,50 @@ def test_ema_and_periodic_evaluation_keep_the_best_generator(tmp_path: Path) -> 
     raw = {key.removeprefix("generator/"): value for key, value in state.items() if key.startswith("generator/")}
     shared = [key for key in exported if key in raw and exported[key].is_floating_point()]
     assert shared and not all(torch.equal(exported[key], raw[key]) for key in shared)
+
+
+def test_compile_keeps_auto_contiguous_and_explicit_channels_last_stays(tmp_path: Path) -> None:
+    """torch 2.11's inductor failed on a channels-last DCGAN under --compile (found on an H200): auto avoids it."""
+    from gankit.assembly import assemble, load_data
+    from gankit.trainer import memory_format_for
+
+    cfg = fake_config(tmp_path, generator="dcgan", image_size=32)
+    assembly = assemble(cfg, load_data(cfg))
+    assert memory_format_for(cfg, assembly) == torch.channels_last
+    compiled = cfg.model_copy(update={"compile": True})
+    assert memory_format_for(compiled, assembly) == torch.contiguous_format
+    forced = cfg.model_copy(update={"compile": True, "channels_last": "on"})
+    assert memory_format_for(forced, assembly) == torch.channels_last
+
+
+def test_restored_optimizer_state_has_the_parameters_memory_format(tmp_path: Path) -> None:
+    """Fused Adam on CUDA refuses state whose strides differ from its parameter's: a resume of a channels-last
+    DCGAN failed at its first step (found on an H200). The restored state must look like a fresh run's."""
+    from gankit.assembly import assemble, load_data
+    from gankit.checkpoint import load_checkpoint, save_checkpoint
+    from gankit.precision import resolve_precision
+    from gankit.trainer import Trainer
+
+    cpu = torch.device("cpu")
+    cfg = fake_config(tmp_path, generator="dcgan", image_size=32, channels_last="on")
+
+    def trainer() -> Trainer:
+        torch.manual_seed(0)
+        return Trainer(cfg, assemble(cfg, load_data(cfg)), cpu, resolve_precision("off", cpu))
+
+    first = trainer()
+    order = first.batches.order(0)
+    first.train_step([first.batches.batch(order, 0)])
+    save_checkpoint(tmp_path / "checkpoint.safetensors", first.state())
+    resumed = trainer()
+    resumed.load_state(load_checkpoint(tmp_path / "checkpoint.safetensors"))
+    checked = 0
+    for optimizer in (resumed.optimizer_g, resumed.optimizer_d):
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                for value in optimizer.state[parameter].values():
+                    if value.shape == parameter.shape:
+                        assert value.stride() == parameter.stride()
+                        checked += 1
+    assert checked > 0
+    assert any(p.dim() == 4 and not p.is_contiguous() for p in resumed.generator.parameters())
