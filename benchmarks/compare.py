@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print_rows("4. channels_last on vs off (gankit)", "on", "off", sections["channels_last"], quick=quick)
     if sampling:
-        print("\n5. Sampling (gankit.sampling.sample_images) and export loading (gankit.load_generator)")
+        print("\n5. Sampling (gankit.pictures.sample_images) and export loading (gankit.load_generator)")
         print(f"  {'':<14}{'images':>8}{'img/s':>12}{'load ms':>10}{'file KiB':>10}")
         for result in sampling:
             print(

@@ -1,4 +1,4 @@
-"""Does training cost stay linear in the number of steps? A long ``gankit.training.train`` run, read back from
+"""Does training cost stay linear in the number of steps? A long ``gankit.run.train`` run, read back from
 its ``metrics.jsonl``.
 
     python benchmarks/leak.py                  # 20,000 steps of a small MLP GAN on fake data, logged every 1,000
@@ -22,8 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from gankit.config import build_config
-from gankit.training import train
+from gankit.run import build_config, train
 
 BASELINE = 3
 """The window the last one is compared with: windows 1 and 2 carry one-time costs."""

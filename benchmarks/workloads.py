@@ -8,9 +8,9 @@ images per second of exactly the same code:
 - training loops: ``GankitLoop`` (the engine's ``Trainer.train_step`` as ``gankit train`` drives it), ``RawLoop``
   (the same math written by hand: the framework's overhead is the gap) and ``SeedsLoop`` (the classic
   pytorch/examples loop: Sigmoid + BCELoss, ``.item()`` every step, data from the DataLoader); one unit is N steps;
-- ``Sampling``: ``gankit.load_generator`` and ``gankit.sampling.sample_images`` on an export.
+- ``Sampling``: ``gankit.load_generator`` and ``gankit.pictures.sample_images`` on an export.
 
-All three training loops build their models through ``gankit.assembly.assemble`` with the same seed, so they start
+All three training loops build their models through ``gankit.run.assemble`` with the same seed, so they start
 from identical weights.
 """
 
@@ -30,16 +30,24 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from gankit.assembly import assemble
-from gankit.batches import DeviceBatches, resized_uint8
-from gankit.config import TrainConfig, build_config
-from gankit.dataset_files import read_idx
 from gankit.export import load_generator, save_generator
+from gankit.files import read_idx
 from gankit.interfaces import DiscriminatorInputs, Generator, GeneratorInputs, ImageData, Loss, LossOptions
-from gankit.precision import resolve_device, resolve_precision
+from gankit.pictures import sample_images
 from gankit.registry import create_plugin, registry
-from gankit.sampling import sample_images
-from gankit.trainer import Trainer, make_adam, memory_format_for, seed_everything
+from gankit.run import (
+    DeviceBatches,
+    TrainConfig,
+    Trainer,
+    assemble,
+    build_config,
+    make_adam,
+    memory_format_for,
+    resized_uint8,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
 
 SIZES = (28, 64)
 MODELS = ("mlp", "dcgan")
@@ -129,7 +137,7 @@ def write_idx(path: Path, tensor: Tensor) -> None:
 def write_torchvision_mnist(root: Path) -> Path:
     """Write gankit's MNIST as the IDX files torchvision's ``datasets.MNIST(root)`` reads, and check them.
 
-    Each file is read back with ``gankit.dataset_files.read_idx`` and must equal the tensors it was written from.
+    Each file is read back with ``gankit.files.read_idx`` and must equal the tensors it was written from.
     """
     raw = Path(root) / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
@@ -243,7 +251,7 @@ def train_config(
 class GankitLoop:
     """The default ``gankit train`` step: ``Trainer.train_step`` on ``DeviceBatches`` with a ``StatWindow``.
 
-    Between log lines it does what ``gankit.training._training_loop`` does; at every ``log_every`` it does the
+    Between log lines it does what ``gankit.run._loop._training_loop`` does; at every ``log_every`` it does the
     device work of ``_log`` (read the window, check the weights are finite). Epoch-end grids and checkpoints are
     left out (once per epoch, they are the same whatever the step costs).
     """

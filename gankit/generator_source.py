@@ -8,16 +8,12 @@ from typing import NamedTuple
 
 import torch
 
-from gankit.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from gankit.errors import CheckpointError, ConfigError, FileFormatError
 from gankit.export import load_generator, read_export_metadata
+from gankit.files import CHECKPOINT_FORMAT, load_checkpoint, printable, read_safetensors_header
 from gankit.interfaces import Generator
-from gankit.registry import registry
-from gankit.reporting import warn_on_stderr
-from gankit.run_folder import RunFolder
-from gankit.sizing import check_model_fits
-from gankit.tensorfile import read_safetensors_header
-from gankit.text import printable
+from gankit.registry import check_model_fits, registry
+from gankit.run import RunFolder, warn_on_stderr
 
 
 class CheckpointGenerator(NamedTuple):

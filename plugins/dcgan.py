@@ -7,19 +7,27 @@ and a discriminator that mirrors it. The smaller sizes drop the widest stages by
 
 Conditioning comes from ``gankit_plugins.conditioning``: a label embedding concatenated to z in G, and a
 projection term on the spatially summed last feature map in D.
+
+The defaults are that architecture exactly. Options for recipe searches change it: G's ``upsample="resize"`` doubles
+the side with nearest-neighbour upsampling and a 3x3 convolution instead of a transposed convolution (Odena et al.
+2016); D's ``norm`` replaces its batch norms by spectral normalisation (Miyato et al. 2018) or nothing, ``slope`` sets
+the LeakyReLU slope and ``dropout`` adds dropout after each hidden activation.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, JsonValue
+from pydantic.config import JsonDict
 from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from gankit.interfaces import Discriminator, DiscriminatorOptions, Generator
-from gankit_plugins.conditioning import ConditionalGeneratorOptions, LabelConcat, Projection, check_labels
+
+from .conditioning import ConditionalGeneratorOptions, LabelConcat, Projection, check_labels
 
 __all__ = ["DCGANDiscriminator", "DCGANDiscriminatorOptions", "DCGANGenerator", "DCGANGeneratorOptions"]
 
@@ -50,38 +58,60 @@ ImageSize = Annotated[int, AfterValidator(_check_image_size)]
 
 
 def _init_weights(module: nn.Module) -> None:
-    """DCGAN's initialisation: convolutions N(0, 0.02), batch-norm scales N(1, 0.02) and shifts 0."""
+    """DCGAN's initialisation: convolutions N(0, 0.02) (biases, where there are any, 0), batch-norm scales N(1, 0.02)
+    and shifts 0."""
     if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
         nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
 
+_SIZE_SCHEMA: JsonDict = {"enum": list[JsonValue](sorted(_BASE_SIZE))}
+"""The sizes, listed in the options' JSON schema (and so in ``gankit info``)."""
+
+
 class DCGANGeneratorOptions(ConditionalGeneratorOptions):
     """Options of the DCGAN generator."""
 
-    image_size: ImageSize = Field(
-        28, description=_IMAGE_SIZE_DESCRIPTION, json_schema_extra={"enum": sorted(_BASE_SIZE)}
-    )
+    image_size: ImageSize = Field(28, description=_IMAGE_SIZE_DESCRIPTION, json_schema_extra=_SIZE_SCHEMA)
     width: int = Field(
         64, ge=1, le=1024, description="Base width (G_HIDDEN, ngf): channels of the last feature map before the image."
+    )
+    upsample: Literal["transposed", "resize"] = Field(
+        "transposed",
+        description="How each stage doubles the side: transposed (4x4 stride-2 ConvTranspose2d, DCGAN) or resize "
+        "(nearest-neighbour x2, then a 3x3 Conv2d: Odena et al. 2016's resize-convolution, no checkerboard); "
+        "resize exports load through gankit and ONNX, not examples/standalone_reader.py.",
     )
 
 
 class DCGANDiscriminatorOptions(DiscriminatorOptions):
     """Options of the DCGAN discriminator."""
 
-    image_size: ImageSize = Field(
-        28, description=_IMAGE_SIZE_DESCRIPTION, json_schema_extra={"enum": sorted(_BASE_SIZE)}
-    )
+    image_size: ImageSize = Field(28, description=_IMAGE_SIZE_DESCRIPTION, json_schema_extra=_SIZE_SCHEMA)
     width: int = Field(
         64, ge=1, le=1024, description="Base width (D_HIDDEN, ndf): channels of the first convolution's output."
+    )
+    norm: Literal["batch", "spectral", "none"] = Field(
+        "batch",
+        description="Normalisation: batch (BatchNorm2d after every convolution but the first, DCGAN), spectral "
+        "(spectral norm on every convolution, no batch norm; Miyato et al. 2018) or none; without batch norm the "
+        "hidden convolutions have a bias.",
+    )
+    slope: float = Field(0.2, ge=0.0, lt=1.0, description="Negative slope of the LeakyReLU activations (DCGAN: 0.2).")
+    dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=0.9,
+        description="Channel dropout (Dropout2d) after each hidden activation, in training only; 0 means none.",
     )
 
 
 class DCGANGenerator(Generator):
-    """Transposed convolutions with batch norm and ReLU, Tanh out."""
+    """Transposed convolutions (or resize-convolutions) with batch norm and ReLU, Tanh out."""
 
     Options = DCGANGeneratorOptions
     options: DCGANGeneratorOptions
@@ -98,10 +128,16 @@ class DCGANGenerator(Generator):
             nn.ReLU(True),
         ]
         for a, b in itertools.pairwise(widths):
-            layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(True)]
-        layers += [nn.ConvTranspose2d(widths[-1], options.channels, 4, 2, 1, bias=False), nn.Tanh()]
+            layers += [*self._doubling(a, b), nn.BatchNorm2d(b), nn.ReLU(True)]
+        layers += [*self._doubling(widths[-1], options.channels), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(_init_weights)
+
+    def _doubling(self, inputs: int, outputs: int) -> list[nn.Module]:
+        """The layers of one stage that doubles the side: a transposed convolution, or upsampling then a convolution."""
+        if self.options.upsample == "resize":
+            return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(inputs, outputs, 3, 1, 1, bias=False)]
+        return [nn.ConvTranspose2d(inputs, outputs, 4, 2, 1, bias=False)]
 
     def forward(self, latent: Tensor, labels: Tensor | None = None) -> Tensor:
         """Images ``(N, C, H, W)`` in ``[-1, 1]``; z enters as a 1x1 map."""
@@ -110,7 +146,11 @@ class DCGANGenerator(Generator):
 
 
 class DCGANDiscriminator(Discriminator):
-    """Strided convolutions with LeakyReLU(0.2), batch norm on all but the first, a last convolution to one logit."""
+    """Strided convolutions with LeakyReLU(0.2), batch norm on all but the first, a last convolution to one logit.
+
+    ``norm``, ``slope`` and ``dropout`` change the normalisation, the LeakyReLU's slope and add dropout; at their
+    defaults the layers, and their parameter names, are the DCGAN's.
+    """
 
     Options = DCGANDiscriminatorOptions
     options: DCGANDiscriminatorOptions
@@ -120,16 +160,27 @@ class DCGANDiscriminator(Discriminator):
         super().__init__(options)
         base, widths = _stage_widths(options.image_size, options.width)
         widths = widths[::-1]
-        layers: list[nn.Module] = [
-            nn.Conv2d(options.channels, widths[0], 4, 2, 1, bias=False),
-            nn.LeakyReLU(0.2, inplace=True),
-        ]
+        batch_norm = options.norm == "batch"
+        layers: list[nn.Module] = [nn.Conv2d(options.channels, widths[0], 4, 2, 1, bias=False), *self._activation()]
         for a, b in itertools.pairwise(widths):
-            layers += [nn.Conv2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.LeakyReLU(0.2, inplace=True)]
+            layers.append(nn.Conv2d(a, b, 4, 2, 1, bias=not batch_norm))  # a batch norm's shift is the bias
+            layers += [nn.BatchNorm2d(b)] if batch_norm else []
+            layers += self._activation()
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(widths[-1], 1, base, 1, 0, bias=False)
         self.projection = Projection(options.num_classes, widths[-1]) if options.num_classes > 0 else None
         self.apply(_init_weights)
+        if options.norm == "spectral":  # after the initialisation, which writes the unnormalised weights
+            for module in [*self.features, self.head]:
+                if isinstance(module, nn.Conv2d):
+                    spectral_norm(module)
+
+    def _activation(self) -> list[nn.Module]:
+        """LeakyReLU, then dropout when it is on."""
+        layers: list[nn.Module] = [nn.LeakyReLU(self.options.slope, inplace=True)]
+        if self.options.dropout > 0:
+            layers.append(nn.Dropout2d(self.options.dropout))
+        return layers
 
     def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         """Logits ``(N,)``; shapes are changed with ``flatten`` only, so channels-last inputs work."""

@@ -38,11 +38,9 @@ from pydantic import Field
 from safetensors import safe_open
 from safetensors.torch import save
 
-from gankit.dataset_files import cache_dir
 from gankit.errors import DataError
-from gankit.files import atomic_write_bytes
+from gankit.files import atomic_write_bytes, cache_dir, one_line
 from gankit.interfaces import Dataset, DatasetOptions, ImageData, Split
-from gankit.tensorfile import one_line
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from gankit.interfaces import Discriminator, DiscriminatorOptions, Generator
-from gankit_plugins.conditioning import ConditionalGeneratorOptions, LabelConcat, Projection, check_labels
+
+from .conditioning import ConditionalGeneratorOptions, LabelConcat, Projection, check_labels
 
 __all__ = ["MLPDiscriminator", "MLPDiscriminatorOptions", "MLPGenerator", "MLPGeneratorOptions"]
 

@@ -11,7 +11,7 @@ Every figure of docs/results.md's "Time to quality" comes from this script's own
 Every setting is pinned on top of gankit's defaults before issue 15 (``BEFORE``), so it keeps its meaning now that
 the defaults are ``g64-b64-lr5``'s. The tables are written to ``--markdown`` and copied into docs/results.md by hand.
 
-``run`` trains each setting with each seed (``gankit.training.train``; the seeds' pipeline through
+``run`` trains each setting with each seed (``gankit.run.train``; the seeds' pipeline through
 ``benchmarks.workloads.SeedsLoop``) and scores the generator ``--evals-per-epoch`` times per epoch with
 ``evaluate_generator`` (10,000 samples against the MNIST test set). Results are appended to ``--json``; a
 (setting, seed, epochs) already there is skipped, so an interrupted run resumes where it stopped.
@@ -52,9 +52,9 @@ from frontier_settings import (  # scripts/ is on the path when this runs as a s
 from frontier_table import write_table
 
 from benchmarks import workloads as w
-from gankit.evaluation.evaluate import evaluate_generator
+from gankit.evaluation import evaluate_generator
 from gankit.export import load_generator, save_generator
-from gankit.training import train
+from gankit.run import train
 
 # -- scoring ---------------------------------------------------------------------------------------------------------
 

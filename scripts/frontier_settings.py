@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gankit.config import TrainConfig, build_config
+from gankit.run import TrainConfig, build_config
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = 60_000

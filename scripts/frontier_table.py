@@ -11,7 +11,7 @@ from typing import Any
 from frontier_settings import BUDGET_MINUTES, MARKER, ROOT, SETTINGS, cost_class, read_json, steps_per_epoch
 
 from gankit.export import load_generator
-from gankit.sampling import sample_images, save_image_grid
+from gankit.pictures import sample_images, save_image_grid
 
 
 def mean_spread(values: list[float], fmt: str) -> str:

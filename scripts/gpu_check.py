@@ -3,7 +3,7 @@
     python scripts/gpu_check.py                      # on a CUDA machine: under 8 minutes on one GPU
     python scripts/gpu_check.py --cpu-smoke          # the same code on the CPU at tiny sizes, in seconds
 
-It trains through ``gankit.training.train`` exactly as the commands of performance.md section 7 do:
+It trains through ``gankit.run.train`` exactly as the commands of performance.md section 7 do:
 
 - DCGAN-64 with ``--amp off`` (fp32), ``bf16``, ``fp16`` and ``bf16 --compile`` (500 steps each), and DCGAN-28
   with the default AMP (2,000 steps); images per second are the median of the ``images_per_sec`` log lines after
@@ -35,10 +35,9 @@ from typing import Any
 
 import torch
 
-from gankit.config import TrainConfig, build_config
 from gankit.export import load_generator
-from gankit.sampling import sample_images
-from gankit.training import train
+from gankit.pictures import sample_images
+from gankit.run import TrainConfig, build_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

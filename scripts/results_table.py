@@ -22,9 +22,8 @@ from pathlib import Path
 
 import torch
 
-from gankit.config import TrainConfig, build_config
-from gankit.evaluation.evaluate import reference_metrics
-from gankit.training import train
+from gankit.evaluation import reference_metrics
+from gankit.run import TrainConfig, build_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = [

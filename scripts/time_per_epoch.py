@@ -2,7 +2,7 @@
 
     python scripts/time_per_epoch.py --steps 60
 
-Each combination trains ``--steps`` steps of the default batch (64) through ``gankit.training.train`` (the default
+Each combination trains ``--steps`` steps of the default batch (64) through ``gankit.run.train`` (the default
 path: device-resident data, AMP off on CPU, channels-last for DCGAN) and logs every 10 steps; the first window is
 dropped as warm-up and the throughput of the rest gives the time of an epoch (937 steps of 64 images);
 ``--batch-size 128`` measures the batch of the defaults before issue 15 (468 steps of 128).
@@ -20,8 +20,7 @@ from pathlib import Path
 
 import torch
 
-from gankit.config import TrainConfig, build_config
-from gankit.training import train
+from gankit.run import TrainConfig, build_config, train
 
 MNIST_IMAGES = 60_000
 DEFAULT_BATCH: int = TrainConfig.model_fields["batch_size"].default

@@ -3,7 +3,7 @@
     python scripts/train_classifier.py --overwrite
 
 writes ``gankit/evaluation/mnist_classifier.safetensors`` and prints its test accuracy and sha256; put the sha256
-into ``WEIGHTS_SHA256`` in ``gankit/evaluation/classifier.py``. Seeded, single-threaded and with deterministic
+into ``WEIGHTS_SHA256`` in ``gankit/evaluation/_classifier.py``. Seeded, single-threaded and with deterministic
 algorithms, so the same torch version on the same kind of CPU writes the same bytes. 3 epochs of Adam with a cosine
 learning-rate decay on the 60,000 training images: about 2 minutes of CPU time (torch 2.14.1 wrote the shipped file,
 99.11% test accuracy).
@@ -22,11 +22,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from gankit.batches import to_unit_range
-from gankit.evaluation.classifier import WEIGHTS_PATH, DigitClassifier
+from gankit.evaluation import WEIGHTS_PATH, DigitClassifier
 from gankit.files import atomic_output
 from gankit.interfaces import ImageData
-from gankit.registry import create_plugin
+from gankit.registry import create_plugin, to_unit_range
 
 
 def accuracy(model: DigitClassifier, data: ImageData, *, batch_size: int = 1000) -> float:

@@ -22,10 +22,9 @@ from click.testing import Result
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from gankit.checkpoint import save_checkpoint
-from gankit.config import build_config
+from gankit.files import save_checkpoint
 from gankit.registry import registry
-from gankit.training import train
+from gankit.run import build_config, train
 
 FAKE = ["--dataset", "fake", "--data-opt", "size=16", "--batch-size", "8", "--device", "cpu", "--quiet"]
 

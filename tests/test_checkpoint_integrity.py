@@ -19,8 +19,8 @@ from cli_helpers import assert_user_error, run
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from gankit.checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
 from gankit.errors import CheckpointError
+from gankit.files import load_checkpoint, read_checkpoint_metadata, save_checkpoint
 
 SMALL = [
     "--gen", "mlp", "--gen-opt", "hidden=16", "--disc-opt", "hidden=16", "--dataset", "fake", "--data-opt",

@@ -9,13 +9,7 @@ import pytest
 import torch
 
 from gankit.errors import FileFormatError
-from gankit.evaluation.classifier import (
-    FEATURE_DIM,
-    WEIGHTS_PATH,
-    WEIGHTS_SHA256,
-    DigitClassifier,
-    load_classifier,
-)
+from gankit.evaluation import FEATURE_DIM, WEIGHTS_PATH, WEIGHTS_SHA256, DigitClassifier, load_classifier
 
 
 def test_the_shipped_weights_match_the_pinned_hash() -> None:
@@ -63,7 +57,7 @@ def test_any_size_and_channel_count_is_brought_to_28x28() -> None:
 
 @pytest.mark.slow
 def test_accuracy_on_the_mnist_test_set_is_at_least_99_percent() -> None:
-    from gankit.evaluation.evaluate import mnist_test_reference
+    from gankit.evaluation import mnist_test_reference
 
     reference = mnist_test_reference()
     assert reference.features.shape == (10_000, FEATURE_DIM)
@@ -73,8 +67,7 @@ def test_accuracy_on_the_mnist_test_set_is_at_least_99_percent() -> None:
 
 @pytest.mark.slow
 def test_digits_upsampled_to_64_pixels_are_still_read() -> None:
-    from gankit.batches import to_unit_range
-    from gankit.registry import create_plugin
+    from gankit.registry import create_plugin, to_unit_range
 
     test = create_plugin("dataset", "mnist").load("test")
     images = to_unit_range(test.images[:500], 64)

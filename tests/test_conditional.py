@@ -13,7 +13,7 @@ from PIL import Image
 import gankit
 from gankit.cli import main
 from gankit.export import read_export_metadata
-from gankit.sampling import sample_images
+from gankit.pictures import sample_images
 
 TRAIN = ["--max-steps", "3", "--batch-size", "32", "--device", "cpu", "--quiet", "--sample-count", "10"]
 FAKE = ["--dataset", "fake", "--data-opt", "size=64", "--max-steps", "1", "--batch-size", "16", "--device", "cpu"]

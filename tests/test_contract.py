@@ -16,8 +16,7 @@ import torch
 from cli_helpers import assert_user_error, registered, run
 from test_registry import make_distribution
 
-from gankit.contract import check_models
-from gankit.registry import KINDS, create_plugin, registry
+from gankit.registry import KINDS, check_models, create_plugin, registry
 
 DIST = "bad-gan"
 ORIGIN = "from 'bad-gan' 1.2.3"

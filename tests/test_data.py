@@ -15,15 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from gankit.dataset_files import (
-    cache_dir,
-    check_sha256,
-    fetch_pypi_file,
-    load_checked_pickle,
-    read_idx,
-)
 from gankit.errors import DataError
-from gankit.files import sha256_file
+from gankit.files import cache_dir, check_sha256, fetch_pypi_file, load_checked_pickle, read_idx, sha256_file
 from gankit.registry import create_plugin
 from gankit_plugins import datasets
 from gankit_plugins.datasets import MNIST, FakeData, FashionMNIST

@@ -18,8 +18,7 @@ import torch
 from cli_helpers import assert_error_line
 from safetensors.torch import load_file
 
-from gankit.checkpoint import load_checkpoint
-from gankit.files import remove_stale_temporaries
+from gankit.files import load_checkpoint, remove_stale_temporaries
 
 TRAIN = [
     "train", "--gen", "mlp", "--gen-opt", "hidden=8", "--disc-opt", "hidden=8", "--dataset", "fake", "--data-opt",

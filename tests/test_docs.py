@@ -23,9 +23,9 @@ import pytest
 from click.testing import CliRunner
 
 from gankit.cli import main
-from gankit.config import build_config, read_toml
 from gankit.export import METADATA_KEYS
 from gankit.registry import KINDS, RUNTIME_DISTRIBUTION, Registry, registry
+from gankit.run import build_config, read_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -112,7 +112,7 @@ def dcgan_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small DCGAN export, trained for two steps on fake data, for the examples that load ``dcgan.safetensors``."""
     from test_training import fake_config
 
-    from gankit.training import train
+    from gankit.run import train
 
     small = {"batch_size": 8, "max_steps": 2, "sample_count": 4, "dataset_options": {"size": 32}}
     widths = {"generator_options": {"width": 8}, "discriminator_options": {"width": 8}}
@@ -232,7 +232,7 @@ def test_plugin_reference_is_what_the_docstrings_say() -> None:
     page = (DOCS / "plugins.md").read_text(encoding="utf-8")
     assert load_docs_script("reference").updated(page) == page, (
         "the reference in docs/plugins.md is out of date with the docstrings of gankit/interfaces.py and "
-        "gankit/registry.py; regenerate it with `python docs/reference.py`"
+        "gankit/registry/_registry.py; regenerate it with `python docs/reference.py`"
     )
 
 
@@ -383,10 +383,12 @@ def test_readme_layout_names_every_module() -> None:
     """README's layout sketch matches the tree: every module is named, and nothing named is missing."""
     text = (ROOT / "README.md").read_text()
     sketch = text[text.index("```text", text.index("## Layout")) :]
-    named = set(re.findall(r"\b([a-z_]+\.py)\b", sketch))
-    modules = {path.name for path in (ROOT / "gankit").glob("*.py") if path.name not in ("__init__.py", "__main__.py")}
+    named = set(re.findall(r"(?<![\w/])(_?[a-z_]+\.py)\b", sketch))
+    core = ROOT / "gankit"
+    modules = {path.name for path in core.glob("*.py") if path.name not in ("__init__.py", "__main__.py")}
+    modules |= {path.name for path in core.glob("*/_[a-z]*.py") if path.parent.name != "cli"}
     modules |= {path.name for path in (ROOT / "plugins").glob("*.py") if path.name != "__init__.py"}
     assert modules - named == set(), "modules missing from README's Layout section"
     assert named - modules == set(), "README's Layout section names modules that do not exist"
-    for folder in ("evaluation", "cli", "templates"):
+    for folder in ("files", "registry", "export", "pictures", "evaluation", "run", "cli", "templates"):
         assert f"{folder}/" in sketch

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from gankit.ema import GeneratorEMA
 from gankit.registry import create_plugin
+from gankit.run import GeneratorEMA
 
 
 class Tiny(nn.Module):

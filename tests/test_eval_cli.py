@@ -8,16 +8,9 @@ from pathlib import Path
 import pytest
 from cli_helpers import assert_user_error, run
 
-from gankit.config import build_config
-from gankit.evaluation.evaluate import (
-    METRICS,
-    evaluate_generator,
-    evaluate_images,
-    reference_from_images,
-    reference_metrics,
-)
+from gankit.evaluation import METRICS, evaluate_generator, evaluate_images, reference_from_images, reference_metrics
 from gankit.registry import create_plugin
-from gankit.training import train
+from gankit.run import build_config, train
 
 pytestmark = pytest.mark.slow  # the first evaluation of a process classifies the 10,000 MNIST test images
 

@@ -1,6 +1,6 @@
 """The example third-party package (examples/gankit-extras), installed with pip and used by name through the CLI.
 
-Also the self-description behind ``gankit info`` (``gankit.introspect``), shown on the example's ResNet and on the
+Also the self-description behind ``gankit info`` (``gankit.registry``), shown on the example's ResNet and on the
 built-ins: option tables, and layer tables from a real forward pass.
 """
 
@@ -21,8 +21,7 @@ from torch import Tensor, nn
 from gankit.errors import ConfigError, PluginError
 from gankit.export import read_export_metadata
 from gankit.interfaces import Generator, GeneratorOptions
-from gankit.introspect import DUMMY_BATCH, describe_plugin
-from gankit.registry import create_plugin, registry
+from gankit.registry import DUMMY_BATCH, create_plugin, describe_plugin, registry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -170,7 +169,7 @@ def test_describe_dcgan_generator_at_64_pixels() -> None:
 def test_describe_loss_and_dataset_have_options_only() -> None:
     described = describe_plugin("loss", "nonsat")
     assert described.layers is None and described.total_parameters is None
-    (smoothing,) = described.options
+    smoothing = {option.name: option for option in described.options}["label_smoothing"]
     assert (smoothing.name, smoothing.type, smoothing.default) == ("label_smoothing", "float", 0.0)
     assert smoothing.bounds_text == ">= 0.0, < 0.5" and "smoothing" in smoothing.description
     root = {option.name: option for option in describe_plugin("dataset", "mnist").options}["root"]

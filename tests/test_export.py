@@ -18,16 +18,10 @@ from torch import Tensor, nn
 
 import gankit
 from gankit.errors import ExportError, FileFormatError
-from gankit.export import (
-    METADATA_KEYS,
-    ExportMetadata,
-    load_generator,
-    read_export_metadata,
-    save_generator,
-)
+from gankit.export import METADATA_KEYS, ExportMetadata, load_generator, read_export_metadata, save_generator
 from gankit.interfaces import Generator, GeneratorOptions
+from gankit.pictures import sample_images, save_image_grid
 from gankit.registry import RUNTIME_DISTRIBUTION, registry
-from gankit.sampling import sample_images, save_image_grid
 
 PLUGIN = "tiny-export-test"
 
@@ -189,7 +183,7 @@ def test_failed_write_leaves_nothing_behind(plugin: str, tmp_path: Path, monkeyp
         Path(filename).write_bytes(b"half a file")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("gankit.export.save_file", broken)
+    monkeypatch.setattr("gankit.export._format.save_file", broken)
     path = tmp_path / "g.safetensors"
     with pytest.raises(ExportError, match="No space left"):
         save_generator(make(plugin), path, plugin_name=plugin)
@@ -312,7 +306,7 @@ def test_huge_metadata_strings_are_refused(exported: tuple[Generator, Path]) -> 
 
 
 def test_checkpoint_passed_as_an_export(tmp_path: Path) -> None:
-    from gankit.checkpoint import save_checkpoint
+    from gankit.files import save_checkpoint
 
     path = tmp_path / "ckpt.safetensors"
     save_checkpoint(path, {"w": torch.zeros(2)})

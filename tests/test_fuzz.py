@@ -28,10 +28,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from gankit.checkpoint import load_checkpoint, save_checkpoint
-from gankit.dataset_files import read_idx
 from gankit.errors import CheckpointError, ExportError, GankitError
 from gankit.export import load_generator, read_export_metadata, save_generator
+from gankit.files import load_checkpoint, read_idx, save_checkpoint
 from gankit.registry import registry
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from gankit.checkpoint import save_checkpoint
 from gankit.errors import CheckpointError, ExportError
 from gankit.export import save_generator
+from gankit.files import save_checkpoint
 from gankit.generator_source import generator_from_checkpoint, load_any_generator
 from gankit.interfaces import Generator
 from gankit.registry import registry
-from gankit.run_folder import RunFolder
+from gankit.run import RunFolder
 
 OPTIONS = {"hidden": 8, "latent_dim": 4, "image_size": 4}
 

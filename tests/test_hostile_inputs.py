@@ -24,12 +24,19 @@ from safetensors.torch import load_file, save
 from test_bad_input import needing_a_missing_plugin, rewritten
 
 import gankit.cli.train as train_command
-from gankit.checkpoint import RESERVED_METADATA, load_checkpoint, read_checkpoint_metadata, save_checkpoint
-from gankit.config import build_config
+from gankit.files import (
+    GENERIC_INSTALL,
+    RESERVED_METADATA,
+    install_hint,
+    load_checkpoint,
+    printable,
+    read_checkpoint_metadata,
+    rich_safe,
+    save_checkpoint,
+)
 from gankit.generator_source import nonfinite_tensors
-from gankit.registry import registry
-from gankit.sizing import build_on_meta, host_available_bytes, shrink_advice, weight_bytes
-from gankit.text import GENERIC_INSTALL, install_hint, printable, rich_safe
+from gankit.registry import build_on_meta, host_available_bytes, registry, shrink_advice, weight_bytes
+from gankit.run import build_config
 
 trained = test_bad_input.trained
 """A real run folder (config, checkpoint, export) from one cheap training step: the fixture of test_bad_input."""
@@ -68,8 +75,8 @@ def test_a_model_built_on_meta_counts_the_bytes_a_real_one_holds() -> None:
 
 def test_a_model_that_cannot_be_built_on_meta_is_built_for_real(tmp_path: Path) -> None:
     """A constructor that reads tensor values fails on the meta device; nothing can be said before the real build."""
-    from gankit.assembly import assemble, load_data
     from gankit.registry import register_plugin
+    from gankit.run import assemble, load_data
     from gankit_plugins.mlp import MLPGenerator, MLPGeneratorOptions
 
     @register_plugin("generator", "reads-values-test")

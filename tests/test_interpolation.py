@@ -13,9 +13,8 @@ from PIL import Image
 
 from gankit.export import load_generator, save_generator
 from gankit.interfaces import Generator
-from gankit.interpolation import latent_walk, save_walk, slerp, walk_images
+from gankit.pictures import latent_walk, sample_images, save_walk, slerp, walk_images
 from gankit.registry import registry
-from gankit.sampling import sample_images
 
 # -- slerp -----------------------------------------------------------------------------------------------------------
 

@@ -21,18 +21,21 @@ from test_registry import make_distribution
 from test_training import fake_config
 from torch import Tensor, nn
 
-from gankit.artifacts import loss_figure
-from gankit.assembly import assemble, load_data
-from gankit.config import TrainConfig
 from gankit.errors import PluginError
-from gankit.health import HealthMonitor
 from gankit.interfaces import Discriminator, DiscriminatorInputs, DiscriminatorOptions, GeneratorInputs, Loss
-from gankit.loss_calls import logits_leaving_buffers
-from gankit.precision import resolve_precision
+from gankit.pictures import loss_figure
 from gankit.registry import registry
-from gankit.reporting import RichReporter
-from gankit.trainer import Trainer
-from gankit.training import train
+from gankit.run import (
+    HealthMonitor,
+    RichReporter,
+    TrainConfig,
+    Trainer,
+    assemble,
+    load_data,
+    logits_leaving_buffers,
+    resolve_precision,
+    train,
+)
 
 CPU = torch.device("cpu")
 

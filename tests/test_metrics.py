@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gankit.evaluation.metrics import (
+from gankit.evaluation import (
     class_histogram,
     conditional_accuracy,
     feature_statistics,
@@ -212,7 +212,7 @@ def test_conditional_accuracy() -> None:
 
 @pytest.mark.slow
 def test_a_generator_of_one_digit_covers_one_mode_and_scores_near_one() -> None:
-    from gankit.evaluation.evaluate import mnist_test_reference
+    from gankit.evaluation import mnist_test_reference
 
     reference = mnist_test_reference()
     sevens = reference.labels == 7

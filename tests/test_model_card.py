@@ -20,11 +20,18 @@ from test_export import rewrite
 from torch import Tensor, nn
 
 from gankit.errors import ConfigError, ExportError
-from gankit.export import export_metadata, load_generator, read_export_metadata, save_generator
+from gankit.export import (
+    CARD_KEY,
+    CARD_KEYS,
+    export_metadata,
+    load_generator,
+    parse_user_fields,
+    read_export_metadata,
+    save_generator,
+)
 from gankit.interfaces import Generator, GeneratorOptions, ImageData, Split
-from gankit.model_card import CARD_KEY, CARD_KEYS, parse_user_fields
+from gankit.pictures import generate, sample_images
 from gankit.registry import registry
-from gankit.sampling import generate, sample_images
 from gankit_plugins.datasets import MNIST, FakeData, FashionMNIST
 
 needs_onnx = pytest.mark.skipif(
@@ -213,7 +220,7 @@ def test_info_shows_hostile_strings_as_text(tmp_path: Path) -> None:
 @needs_onnx
 @pytest.mark.slow
 def test_onnx_carries_the_card_and_info_reads_it(trained_run: Path, tmp_path: Path) -> None:
-    from gankit.onnx_export import read_onnx_export_metadata, read_onnx_metadata
+    from gankit.export import read_onnx_export_metadata, read_onnx_metadata
 
     export = trained_run / "generator.safetensors"
     assert run("export", export, "--format", "onnx", "--out", tmp_path / "plain.onnx").exit_code == 0

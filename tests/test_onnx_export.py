@@ -17,11 +17,19 @@ from safetensors import safe_open
 from torch import Tensor, nn
 
 from gankit.errors import ExportError
-from gankit.export import METADATA_KEYS, export_metadata, save_generator
+from gankit.export import (
+    IMAGES,
+    LABELS,
+    LATENT,
+    METADATA_KEYS,
+    export_metadata,
+    export_onnx,
+    read_onnx_metadata,
+    save_generator,
+)
 from gankit.interfaces import Generator, GeneratorOptions
-from gankit.onnx_export import IMAGES, LABELS, LATENT, export_onnx, read_onnx_metadata
+from gankit.pictures import sample_images
 from gankit.registry import registry
-from gankit.sampling import sample_images
 
 needs_onnx = pytest.mark.skipif(
     not all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript", "onnxruntime")),

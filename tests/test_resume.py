@@ -16,8 +16,8 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from gankit.checkpoint import load_checkpoint, read_checkpoint_metadata
 from gankit.cli import main
+from gankit.files import load_checkpoint, read_checkpoint_metadata
 
 COMMON = [
     "--gen", "mlp", "--gen-opt", "hidden=32", "--disc-opt", "hidden=32", "--dataset", "fake",

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from cli_helpers import assert_user_error, run
 
-from gankit.checkpoint import read_checkpoint_metadata
 from gankit.cli.train import command, flag_names
-from gankit.config import RESUMABLE
+from gankit.files import read_checkpoint_metadata
+from gankit.run import RESUMABLE
 
 ORIGINAL = [
     "--gen", "mlp", "--loss", "nonsat", "--gen-opt", "hidden=16", "--disc-opt", "hidden=16", "--dataset", "fake",

@@ -14,7 +14,7 @@ import pytest
 from cli_helpers import assert_error_line, assert_user_error, run
 
 from gankit.errors import ConfigError
-from gankit.locking import LOCK_NAME, RunLock, check_unlocked
+from gankit.run import LOCK_NAME, RunLock, check_unlocked
 
 TRAIN = [
     "train", "--gen", "mlp", "--gen-opt", "hidden=32", "--disc-opt", "hidden=32", "--dataset", "fake",

@@ -19,8 +19,8 @@ from torch import nn
 
 from gankit.export import load_generator, save_generator
 from gankit.interfaces import Generator
+from gankit.pictures import sample_images
 from gankit.registry import registry
-from gankit.sampling import sample_images
 
 ROOT = Path(__file__).resolve().parents[1]
 READER = ROOT / "examples" / "standalone_reader.py"

@@ -19,11 +19,8 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from trackers_for_tests import BrokenTracker, CSVTracker
 
-from gankit.config import build_config, tracker_options_by_name
 from gankit.registry import registry
-from gankit.reporting import SilentReporter
-from gankit.tracking import scalars_of
-from gankit.training import train
+from gankit.run import SilentReporter, build_config, scalars_of, tracker_options_by_name, train
 from gankit_plugins.tensorboard_tracker import tag
 
 TINY = ["--gen", "mlp", "--loss", "nonsat", "--dataset", "fake", "--data-opt", "size=64", "--batch-size", "16"]

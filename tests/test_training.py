@@ -11,9 +11,8 @@ import torch
 from plugins_for_tests import R1NonSat, WassersteinGP
 from safetensors.torch import load_file
 
-from gankit.config import build_config
 from gankit.registry import registry
-from gankit.training import train
+from gankit.run import build_config, train
 
 
 def fake_config(tmp_path: Path, **overrides: Any) -> Any:
@@ -158,8 +157,7 @@ def test_ema_and_periodic_evaluation_keep_the_best_generator(tmp_path: Path) -> 
 
 def test_compile_keeps_auto_contiguous_and_explicit_channels_last_stays(tmp_path: Path) -> None:
     """torch 2.11's inductor failed on a channels-last DCGAN under --compile (found on an H200): auto avoids it."""
-    from gankit.assembly import assemble, load_data
-    from gankit.trainer import memory_format_for
+    from gankit.run import assemble, load_data, memory_format_for
 
     cfg = fake_config(tmp_path, generator="dcgan", image_size=32)
     assembly = assemble(cfg, load_data(cfg))
@@ -173,10 +171,8 @@ def test_compile_keeps_auto_contiguous_and_explicit_channels_last_stays(tmp_path
 def test_restored_optimizer_state_has_the_parameters_memory_format(tmp_path: Path) -> None:
     """Fused Adam on CUDA refuses state whose strides differ from its parameter's: a resume of a channels-last
     DCGAN failed at its first step (found on an H200). The restored state must look like a fresh run's."""
-    from gankit.assembly import assemble, load_data
-    from gankit.checkpoint import load_checkpoint, save_checkpoint
-    from gankit.precision import resolve_precision
-    from gankit.trainer import Trainer
+    from gankit.files import load_checkpoint, save_checkpoint
+    from gankit.run import Trainer, assemble, load_data, resolve_precision
 
     cpu = torch.device("cpu")
     cfg = fake_config(tmp_path, generator="dcgan", image_size=32, channels_last="on")

@@ -13,7 +13,7 @@ import click
 
 import gankit
 from gankit.errors import GankitError
-from gankit.text import printable
+from gankit.files import printable
 
 
 class UserError(click.ClickException):
@@ -31,7 +31,7 @@ class GankitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GankitError as exc:
-            from gankit.launch import report_to_launcher
+            from gankit.run import report_to_launcher
 
             report_to_launcher(exc)  # in a process of `gankit train --nproc N`: the launcher prints it, once
             if ctx.params.get("debug"):

@@ -67,13 +67,12 @@ def command(
     from rich.table import Table
 
     import gankit
-    from gankit.contract import check_generator
     from gankit.errors import ConfigError
-    from gankit.evaluation.evaluate import METRICS, check_reference_fits, evaluate_generator, reference_metrics
+    from gankit.evaluation import METRICS, check_reference_fits, evaluate_generator, reference_metrics
     from gankit.files import atomic_write_bytes
     from gankit.generator_source import load_any_generator, recorded_dataset
-    from gankit.precision import resolve_device
-    from gankit.registry import registry
+    from gankit.registry import check_generator, registry
+    from gankit.run import resolve_device
 
     registry.entry("dataset", dataset)  # an unknown reference is named first, with its "did you mean"
     out = out or default_output(source)

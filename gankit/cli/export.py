@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import click
 
 from gankit.cli.common import output_options, refuse_to_overwrite
-from gankit.text import printable
+from gankit.files import printable
 
 if TYPE_CHECKING:
+    from gankit.export import ModelCard
     from gankit.interfaces import Generator
-    from gankit.model_card import ModelCard
-    from gankit.run_folder import RunFolder
+    from gankit.run import RunFolder
 
 
 @click.command("export")
@@ -38,9 +38,8 @@ def command(source: Path, file_format: str, out: Path | None, overwrite: bool, m
     """Export the generator of SOURCE, a run folder (its latest checkpoint), as a safetensors file with metadata and
     a model card; with --format onnx, SOURCE may also be an export file, converted to ONNX with the same metadata."""
     from gankit.errors import ConfigError
-    from gankit.export import save_generator
-    from gankit.model_card import parse_user_fields
-    from gankit.run_folder import RunFolder
+    from gankit.export import parse_user_fields, save_generator
+    from gankit.run import RunFolder
 
     user = parse_user_fields(meta)
     if file_format == "onnx":
@@ -58,10 +57,9 @@ def command(source: Path, file_format: str, out: Path | None, overwrite: bool, m
 def _export_onnx(source: Path, out: Path | None, *, overwrite: bool, user: dict[str, str]) -> None:
     """A run folder's latest checkpoint, or an export file, as an ONNX model carrying the export's metadata."""
     from gankit.errors import ExportError
-    from gankit.export import carried_metadata, export_metadata, load_generator
-    from gankit.onnx_export import export_onnx
-    from gankit.run_folder import RunFolder
-    from gankit.tensorfile import read_safetensors_header
+    from gankit.export import carried_metadata, export_metadata, export_onnx, load_generator
+    from gankit.files import read_safetensors_header
+    from gankit.run import RunFolder
 
     if source.is_dir():
         run = RunFolder(source)
@@ -84,7 +82,7 @@ def _from_checkpoint(
     """The generator of ``run``'s latest checkpoint (its EMA for an ``--ema`` run), its plugin name and the card of
     an export of it, once ``destination`` may be written and the weights are finite."""
     from gankit.generator_source import generator_from_checkpoint
-    from gankit.model_card import checkpoint_card
+    from gankit.run import checkpoint_card
 
     refuse_to_overwrite(destination, overwrite=overwrite)
     generator, plugin, ema_weights = generator_from_checkpoint(run)

@@ -12,7 +12,7 @@ from gankit.registry import KINDS
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from gankit.introspect import PluginDescription
+    from gankit.registry import PluginDescription
 
 
 @click.command("info")
@@ -43,10 +43,9 @@ def command(
     if kind not in KINDS:
         raise click.BadParameter(f"{kind!r} is not one of {', '.join(map(repr, KINDS))}", param_hint="'KIND'")
 
-    from gankit.config import parse_key_values
     from gankit.errors import ConfigError, GankitError
-    from gankit.introspect import describe_plugin
-    from gankit.sizing import build_on_meta, check_weights_fit
+    from gankit.registry import build_on_meta, check_weights_fit, describe_plugin
+    from gankit.run import parse_key_values
 
     flag = OPTION_FLAGS[kind][0]
     for other, pairs in given.items():
@@ -93,8 +92,8 @@ def _describe_export(source: str, *, image_size: int | None, flags: tuple[str, .
 def _print(console: Console, described: PluginDescription) -> None:
     from rich.table import Table
 
-    from gankit.introspect import DUMMY_BATCH
-    from gankit.text import rich_safe as escape  # plugin metadata comes from whoever packaged the plugin
+    from gankit.files import rich_safe as escape
+    from gankit.registry import DUMMY_BATCH
 
     def shape(dims: tuple[int, ...] | None) -> str:
         if dims is None:

@@ -20,8 +20,7 @@ SHOWN_CHARS = 500
 def show_export(source: Path, console: Console) -> None:
     """Print what ``source`` (an export file, an ONNX model or a run folder) says about itself."""
     from gankit.errors import ConfigError
-    from gankit.model_card import read_run_card
-    from gankit.run_folder import RunFolder
+    from gankit.run import RunFolder, read_run_card
 
     if source.is_dir():
         run = RunFolder(source)
@@ -50,7 +49,7 @@ def show_export(source: Path, console: Console) -> None:
 
 def _read(path: Path) -> ExportMetadata:
     if path.suffix == ".onnx":
-        from gankit.onnx_export import read_onnx_export_metadata
+        from gankit.export import read_onnx_export_metadata
 
         return read_onnx_export_metadata(path)
     from gankit.export import read_export_metadata
@@ -108,7 +107,7 @@ def _cell(value: Any) -> str:
     """A value from a file as safe table text: strings as they are, null as '-', the rest as JSON."""
     from rich.markup import escape
 
-    from gankit.text import printable
+    from gankit.files import printable
 
     if value is None:
         text = "-"

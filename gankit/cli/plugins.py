@@ -16,8 +16,8 @@ def command(kind: str | None) -> None:
 
     A name two distributions provide is marked: only its qualified form (DIST:NAME) picks one of them.
     """
+    from gankit.files import rich_safe as escape
     from gankit.registry import registry
-    from gankit.text import rich_safe as escape  # names and versions come from whoever packaged the plugin
 
     clashes = registry.clashes(kind)
     table = Table(title="gankit plugins")

@@ -49,12 +49,11 @@ def command(
     """
     import torch
 
-    from gankit.contract import check_generator
     from gankit.errors import ConfigError
     from gankit.generator_source import load_any_generator, nonfinite_summary, nonfinite_tensors
-    from gankit.precision import resolve_device
-    from gankit.registry import registry
-    from gankit.sampling import sample_images, save_image_grid
+    from gankit.pictures import sample_images, save_image_grid
+    from gankit.registry import check_generator, registry
+    from gankit.run import resolve_device
 
     refuse_to_overwrite(out, overwrite=overwrite)
     if interpolate is not None:
@@ -101,7 +100,7 @@ def _write_walk(
     generator: Generator, keypoints: int, *, seed: int, steps: int, label: int | None, nrow: int | None, out: Path
 ) -> None:
     from gankit.errors import ConfigError
-    from gankit.interpolation import save_walk, walk_images
+    from gankit.pictures import save_walk, walk_images
 
     panels = generator.num_classes if generator.num_classes and label is None else 1
     if keypoints * steps * panels > 100_000:

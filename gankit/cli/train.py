@@ -15,9 +15,16 @@ from typing import Any
 import click
 
 from gankit.cli.common import FC, OPTION_FLAGS, plugin_option_flags
-from gankit.config import RESUMABLE, TrainConfig, build_config, merge_config, parse_key_values, read_toml
 from gankit.errors import FileFormatError
-from gankit.stopping import sigterm_interrupts
+from gankit.run import (
+    RESUMABLE,
+    TrainConfig,
+    build_config,
+    merge_config,
+    parse_key_values,
+    read_toml,
+    sigterm_interrupts,
+)
 
 
 def config_option(field: str, *declarations: str, **kwargs: Any) -> Callable[[FC], FC]:
@@ -127,21 +134,19 @@ def command(
         flags["trackers"] = list(flags["trackers"])
     file_values = read_toml(config_file) if config_file else {}
     if resume_dir is not None:
-        from gankit.resuming import resume_config
-        from gankit.run_folder import RunFolder
+        from gankit.run import RunFolder, resume_config
 
         given, sources = merge_config(file_values, flags), given_by(file_values, flags, config_file)
         config = resume_config(RunFolder(resume_dir).read_config(), given, out=resume_dir, sources=sources)
     else:
         config = build_config(merge_config(file_values, flags))
     if nproc is not None and nproc > 1:
-        from gankit.launch import check_launch
+        from gankit.run import check_launch
 
         check_launch(config, nproc)
         launch_torchrun(nproc)
 
-    from gankit.reporting import PlainReporter, RichReporter
-    from gankit.training import train
+    from gankit.run import PlainReporter, RichReporter, train
 
     reporter = None if quiet else RichReporter() if sys.stdout.isatty() else PlainReporter()
     try:
@@ -196,8 +201,8 @@ describe_resume(command)
 
 def launch_torchrun(nproc: int) -> None:
     """Re-run this very command as ``torchrun --nproc-per-node N -m gankit ...`` without ``--nproc``; torchrun's
-    agent runs in this process (``gankit.launch``), so a failure is reported as one line, once."""
-    from gankit.launch import launch
+    agent runs in this process (``gankit.run``), so a failure is reported as one line, once."""
+    from gankit.run import launch
 
     args = sys.argv[1:]
     index = next(i for i, arg in enumerate(args) if arg == "--nproc" or arg.startswith("--nproc="))
