@@ -197,3 +197,31 @@ def test_restored_optimizer_state_has_the_parameters_memory_format(tmp_path: Pat
                         checked += 1
     assert checked > 0
     assert any(p.dim() == 4 and not p.is_contiguous() for p in resumed.generator.parameters())
+
+
+def test_lr_schedule_is_a_pure_function_of_the_step() -> None:
+    from gankit.run._trainer import lr_factor
+
+    assert lr_factor(0, 100, "constant", 0) == 1.0
+    assert [lr_factor(s, 4, "linear", 0) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    assert lr_factor(0, 100, "cosine", 0) == 1.0 and lr_factor(50, 100, "cosine", 0) == pytest.approx(0.5)
+    assert [lr_factor(s, 100, "constant", 4) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+
+
+def test_lr_schedule_sets_both_optimizers_each_step(tmp_path: Path) -> None:
+    cfg = fake_config(tmp_path, lr_schedule="linear", max_steps=4, lr_g=1e-3, lr_d=2e-3, epochs=1)
+    result = train(cfg)
+    assert result.steps == 4
+    from gankit.run._assembly import assemble, load_data
+    from gankit.run._precision import resolve_precision
+    from gankit.run._trainer import Trainer
+
+    cpu = torch.device("cpu")
+    trainer = Trainer(cfg, assemble(cfg, load_data(cfg)), cpu, resolve_precision("off", cpu))
+    order = trainer.batches.order(0)
+    rates = []
+    for index in range(3):
+        trainer.train_step([trainer.batches.batch(order, index)])
+        trainer.after_step()
+        rates.append((trainer.optimizer_g.param_groups[0]["lr"], trainer.optimizer_d.param_groups[0]["lr"]))
+    assert rates == [pytest.approx((1e-3 * f, 2e-3 * f)) for f in (1.0, 0.75, 0.5)]

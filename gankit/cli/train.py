@@ -67,6 +67,8 @@ def fold_old_spellings(flags: dict[str, Any]) -> None:
 @config_option("lr_d", "--lr-d", type=float)
 @config_option("betas", "--betas", type=float, nargs=2, metavar="B1 B2")
 @config_option("d_steps", "--d-steps", type=int)
+@config_option("lr_schedule", "--lr-schedule", type=click.Choice(["constant", "linear", "cosine"]))
+@config_option("lr_warmup", "--lr-warmup", type=int)
 @config_option("latent_dim", "--latent-dim", type=int)
 @config_option("image_size", "--image-size", type=int)
 @config_option("num_classes", "--num-classes", type=int)

@@ -50,6 +50,10 @@ class TrainConfig(BaseModel):
     lr_d: float = Field(5e-4, gt=0, le=1, description="Adam learning rate of the discriminator.")
     betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas (beta1, beta2), each in [0, 1).")
     d_steps: int = Field(1, ge=1, le=100, description="Discriminator (critic) steps per generator step.")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Learning rates over the run: constant, or decayed to 0 at the last step."
+    )
+    lr_warmup: int = Field(0, ge=0, le=10_000_000, description="Steps over which both learning rates ramp up from 0.")
     latent_dim: int | None = Field(None, ge=1, le=100_000, description="Latent size Z_DIM (default: plugin's).")
     image_size: int | None = Field(None, ge=4, le=1024, description="Image side X_DIM (default: dataset's).")
     num_classes: int | None = Field(

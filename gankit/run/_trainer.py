@@ -133,6 +133,7 @@ class Trainer:
 
     def train_step(self, real_batches: list[tuple[Tensor, Tensor]]) -> StepStats:
         """``d_steps`` discriminator updates then one generator update; returns the step's stats on the device."""
+        self._set_learning_rates()
         skipped: Tensor | None = None
         d_stats = fake = labels = real = None
         for index, (real, labels) in enumerate(real_batches):
@@ -152,6 +153,16 @@ class Trainer:
         metrics, reported = self.loss_calls.take_metrics()
         values = torch.stack([d_loss, g_loss.detach().float(), d_real_logit, d_fake_logit, *metrics, flag])
         return StepStats(values, reported)
+
+    def _set_learning_rates(self) -> None:
+        """This step's rates, a pure function of the step (so a resume needs no scheduler state)."""
+        config = self.config
+        if config.lr_schedule == "constant" and not config.lr_warmup:
+            return
+        factor = lr_factor(self.step, self.total_steps, config.lr_schedule, config.lr_warmup)
+        for optimizer, base in ((self.optimizer_g, config.lr_g), (self.optimizer_d, config.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = base * factor
 
     def _discriminator_step(
         self, real: Tensor, fake: Tensor, labels: Tensor | None
@@ -296,6 +307,18 @@ class Trainer:
         self.step = int(state["step"])
         self._elapsed_before = float(state.get("elapsed_s", 0.0))
         self._started = time.perf_counter()
+
+
+def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
+    """The learning-rate multiplier of step ``step`` (0-based) of ``total``: a linear warm-up over ``warmup`` steps,
+    times a constant, linear or cosine decay that reaches 0 after the last step."""
+    ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    progress = min(1.0, step / max(total, 1))
+    if schedule == "linear":
+        return ramp * (1.0 - progress)
+    if schedule == "cosine":
+        return ramp * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return ramp
 
 
 def match_parameter_strides(optimizer: torch.optim.Optimizer) -> None:
