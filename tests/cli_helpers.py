@@ -37,12 +37,16 @@ def assert_error_line(exit_code: int, output: str, *fragments: str) -> str:
     return error_lines[0]
 
 
-def pytest_in(folder: Path) -> subprocess.CompletedProcess[str]:
-    """Run a package's own test suite in a fresh interpreter, as its author would (``pytest`` in its folder)."""
+def pytest_in(folder: Path, *, site: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a package's own test suite in a fresh interpreter, as its author would (``pytest`` in its folder);
+    ``site`` is a folder the package was installed into with ``pip --target``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if site is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH", "")]))
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=folder,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,

@@ -11,7 +11,7 @@ import json
 import math
 import subprocess
 import sys
-from importlib import metadata
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,9 +24,9 @@ from gankit.interfaces import Generator, GeneratorOptions
 from gankit.registry import DUMMY_BATCH, create_plugin, describe_plugin, registry
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+    pass
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "gankit-extras"
@@ -36,36 +36,21 @@ MNIST = ["--dataset", "mnist", "--max-steps", "3", "--batch-size", "32", "--devi
 SMALL_DCGAN = ["--gen", "dcgan", "--gen-opt", "width=8", "--disc-opt", "width=8"]
 
 
-def _installed_from_here() -> bool:
-    """True when gankit-extras is installed editable from EXAMPLE with the version and entry points declared there."""
-    try:
-        dist = metadata.distribution(DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        return False
-    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
-    installed: dict[str, dict[str, str]] = {}
-    for entry_point in dist.entry_points:
-        installed.setdefault(entry_point.group, {})[entry_point.name] = entry_point.value
-    url = json.loads(dist.read_text("direct_url.json") or "{}").get("url")
-    return url == EXAMPLE.as_uri() and dist.version == project["version"] and installed == project["entry-points"]
-
-
 @pytest.fixture(scope="session")
-def extras() -> None:
-    """Install the example package into this environment, as a user would (left installed afterwards).
-
-    Skipped when an identical editable install is already there, which saves a pip run per session. This
-    interpreter read its ``.pth`` files at start-up, so the package folder is put on ``sys.path`` by hand, as the
-    editable install does for every new process; the entry points come from the installed metadata.
-    """
-    if not _installed_from_here():
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", "-e", str(EXAMPLE)],
-            check=True,
-        )
+def extras(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Install the example package as a user would (pip, its own pyproject.toml), into a folder of its own that is
+    put on ``sys.path`` for the session: the running environment is never changed. The entry points come from the
+    installed metadata there, as for any distribution."""
+    site = tmp_path_factory.mktemp("extras-site")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site)]
+    subprocess.run([*pip, str(EXAMPLE)], check=True)
+    sys.path.append(str(site))
     importlib.invalidate_caches()
-    if str(EXAMPLE) not in sys.path:
-        sys.path.append(str(EXAMPLE))
+    yield site
+    sys.path.remove(str(site))
+    for module in [name for name in sys.modules if name.startswith("gankit_extras")]:
+        del sys.modules[module]
+    importlib.invalidate_caches()
 
 
 def train(out: Path, *args: str) -> dict[str, float]:
@@ -123,9 +108,8 @@ def test_resnet_pair_trains_on_mnist_exports_and_samples(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("extras")
-def test_the_package_passes_its_own_tests() -> None:
-    result = pytest_in(EXAMPLE)
+def test_the_package_passes_its_own_tests(extras: Path) -> None:
+    result = pytest_in(EXAMPLE, site=extras)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
 

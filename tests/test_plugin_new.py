@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import assert_user_error, pytest_in, run
 
-from gankit.cli import plugin_new
+from gankit.registry import _scaffold as plugin_new
 from gankit.registry import registry
 
 NAME = "skelcheck"

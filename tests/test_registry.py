@@ -60,9 +60,11 @@ def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             registry.unregister(kind, name)
 
 
-def test_builtins_listed_from_metadata_without_importing() -> None:
+def test_builtins_listed_from_metadata_without_importing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # monkeypatch puts the modules back afterwards: a later test must not import a second copy of bce (whose
+    # classes would then differ from the registry's loaded ones)
     for module in ("gankit_plugins.dcgan", "gankit_plugins.mlp", "gankit_plugins.bce"):
-        sys.modules.pop(module, None)
+        monkeypatch.delitem(sys.modules, module, raising=False)
     fresh = Registry()
     assert {"dcgan", "mlp"} <= set(fresh.names("generator"))
     assert {"nonsat", "minimax"} <= set(fresh.names("loss"))

@@ -12,6 +12,21 @@ from gankit.errors import ConfigError
 
 FC = Callable[..., Any]
 
+TABLE_WIDTH = 160
+"""Columns of the tables that ``plugins``, ``info`` and ``eval`` print when the output is not a terminal (a file or a
+pipe), so they do not wrap at 80."""
+
+
+def table_console() -> Any:
+    """The rich console every command prints its tables with: the terminal's width, or ``TABLE_WIDTH`` off one."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = TABLE_WIDTH
+    return console
+
+
 OPTION_FLAGS: dict[str, tuple[str, str]] = {
     "generator": ("--gen-opt", "generator"),
     "discriminator": ("--disc-opt", "discriminator"),

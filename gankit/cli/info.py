@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gankit.cli.common import OPTION_FLAGS, plugin_option_flags
+from gankit.cli.common import OPTION_FLAGS, plugin_option_flags, table_console
 from gankit.registry import KINDS
 
 if TYPE_CHECKING:
@@ -33,8 +33,6 @@ def command(
 
     Examples: gankit info generator dcgan --image-size 64 --gen-opt width=32; gankit info dcgan.safetensors
     """
-    from rich.console import Console
-
     if name is None:
         _describe_export(
             kind, image_size=image_size, flags=(*opts, *(pair for pairs in given.values() for pair in pairs))
@@ -43,8 +41,8 @@ def command(
     if kind not in KINDS:
         raise click.BadParameter(f"{kind!r} is not one of {', '.join(map(repr, KINDS))}", param_hint="'KIND'")
 
-    from gankit.errors import ConfigError, GankitError
-    from gankit.registry import build_on_meta, check_weights_fit, describe_plugin
+    from gankit.errors import ConfigError
+    from gankit.registry import describe_plugin
     from gankit.run import parse_key_values
 
     flag = OPTION_FLAGS[kind][0]
@@ -57,25 +55,12 @@ def command(
         if "image_size" in options and options["image_size"] != image_size:
             raise ConfigError(f"{flag} sets image_size={options['image_size']!r} but --image-size says {image_size}")
         options["image_size"] = image_size
-    if kind in ("generator", "discriminator"):  # built on the meta device first: too large is refused unbuilt
-        try:
-            planned = build_on_meta(kind, name, options)
-        except GankitError:  # a bad name, bad or missing options: describe_plugin says so in its own words
-            planned = None
-        if planned is not None:
-            check_weights_fit(planned, kind=kind, name=name)
-    description = describe_plugin(kind, name, **options)
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = 160  # tables do not wrap when the output goes to a file or a pipe
-    _print(console, description)
+    _print(table_console(), describe_plugin(kind, name, **options))
 
 
 def _describe_export(source: str, *, image_size: int | None, flags: tuple[str, ...]) -> None:
     """``gankit info EXPORT``; plugin flags describe a plugin to build, so they are refused here."""
     from pathlib import Path
-
-    from rich.console import Console
 
     from gankit.cli.info_export import show_export
 
@@ -83,10 +68,7 @@ def _describe_export(source: str, *, image_size: int | None, flags: tuple[str, .
         raise click.UsageError(f"Missing argument 'NAME': which {source} plugin? (gankit plugins lists them)")
     if image_size is not None or flags:
         raise click.UsageError("--image-size and plugin options describe a plugin, not an export; leave them out")
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = 160
-    show_export(Path(source), console)
+    show_export(Path(source), table_console())
 
 
 def _print(console: Console, described: PluginDescription) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from gankit.cli.common import table_console
 from gankit.registry import KINDS
 
 
@@ -29,4 +29,4 @@ def command(kind: str | None) -> None:
         if (entry.kind, entry.name) in clashes:
             shown += f"; [yellow]name clash[/yellow]: use {escape(entry.qualified_name)}"
         table.add_row(entry.kind, escape(entry.name), escape(entry.distribution), escape(entry.version), shown)
-    Console(width=160).print(table)
+    table_console().print(table)

@@ -37,11 +37,11 @@ if TYPE_CHECKING:
     from gankit.files._tensorfile import checked_metadata as checked_metadata
     from gankit.files._tensorfile import dtype_name as dtype_name
     from gankit.files._tensorfile import failure as failure
-    from gankit.files._tensorfile import one_line as one_line
     from gankit.files._tensorfile import read_safetensors_header as read_safetensors_header
     from gankit.files._tensorfile import standalone_tensors as standalone_tensors
     from gankit.files._text import GENERIC_INSTALL as GENERIC_INSTALL
     from gankit.files._text import install_hint as install_hint
+    from gankit.files._text import one_line as one_line
     from gankit.files._text import printable as printable
     from gankit.files._text import rich_safe as rich_safe
     from gankit.files._text import split_key_value as split_key_value

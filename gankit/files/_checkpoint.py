@@ -41,10 +41,10 @@ from gankit.files._tensorfile import (
     checked_metadata,
     dtype_name,
     failure,
-    one_line,
     read_safetensors_header,
     standalone_tensors,
 )
+from gankit.files._text import one_line
 
 CHECKPOINT_FORMAT = "gankit.checkpoint"
 CHECKPOINT_FORMAT_VERSION = 2

@@ -27,6 +27,7 @@ import torch
 
 from gankit.errors import DataError
 from gankit.files._atomic import atomic_output, sha256_file
+from gankit.files._text import one_line
 
 __all__ = [
     "cache_dir",
@@ -154,7 +155,7 @@ def read_idx(path: Path, *, ndim: int | None = None) -> torch.Tensor:
                     f"{path} is longer than its header says ({count} bytes of {kind} for shape {tuple(shape)}); {fix}"
                 )
         except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-            raise DataError(f"{path} is damaged ({type(exc).__name__}: {exc}); {fix}") from None
+            raise DataError(f"{path} is damaged ({one_line(exc, kind=True)}); {fix}") from None
     return torch.frombuffer(payload, dtype=torch.uint8).reshape(shape)
 
 
@@ -217,7 +218,7 @@ def load_checked_pickle(path: Path, sha256: str) -> Any:
     except DataError:
         raise
     except (pickle.UnpicklingError, EOFError, OSError, zlib.error, ValueError, TypeError) as exc:
-        raise DataError(f"{path} is not a readable pickle ({type(exc).__name__}: {exc}); delete it") from None
+        raise DataError(f"{path} is not a readable pickle ({one_line(exc, kind=True)}); delete it") from None
 
 
 # -- downloads from the package index -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from gankit.errors import FileFormatError
 from gankit.files._atomic import atomic_output
-from gankit.files._text import printable
+from gankit.files._text import one_line, printable
 
 FORMAT_NAMES = {
     "gankit.generator": "a gankit generator export",
@@ -56,12 +56,6 @@ _DTYPE_NAMES: dict[torch.dtype, str] = {
 def dtype_name(dtype: torch.dtype) -> str:
     """The safetensors name of a torch dtype (``F32``), to compare a file's header with a model before loading."""
     return _DTYPE_NAMES.get(dtype, str(dtype))
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line of at most 200 characters (its type name when it has no message)."""
-    text = " ".join(str(exc).split())
-    return text[:200] or type(exc).__name__
 
 
 # -- writing ---------------------------------------------------------------------------------------------------------

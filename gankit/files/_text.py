@@ -83,3 +83,14 @@ def split_key_value(pair: str, *, flag: str) -> tuple[str, str]:
     if not sep or not key:
         raise ConfigError(f"{flag} expects KEY=VALUE, got {printable(pair, limit=80)}")
     return key, value
+
+
+def one_line(exc: BaseException, *, limit: int = 200, kind: bool = False) -> str:
+    """An exception as one line of at most ``limit`` characters, whitespace collapsed: its message (``kind``:
+    ``ValueError: message``), or its type name when it has none. Every message that quotes an exception uses this."""
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if kind else text

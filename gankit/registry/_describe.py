@@ -25,8 +25,10 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from gankit.errors import ConfigError, PluginError, format_validation_error
+from gankit.files import one_line
 from gankit.interfaces import Discriminator, Generator, PluginOptions
 from gankit.registry._registry import registry
+from gankit.registry._sizing import build_on_meta, check_weights_fit
 
 # -- from option_table.py ----------------------------------------------------------------------------------------
 
@@ -277,7 +279,7 @@ def layer_fields(model: nn.Module, *, who: str) -> dict[str, Any]:
         after = f" after layer '{ran[-1]}'" if ran else ""
         shown = ", ".join(f"{key} {tuple(value.shape)}" for key, value in inputs.items())
         raise PluginError(
-            f"{who} failed on a dummy batch ({shown}){after}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            f"{who} failed on a dummy batch ({shown}){after}: {one_line(exc, limit=300, kind=True)}"
         ) from exc
     rows = tuple(
         LayerInfo(
@@ -403,5 +405,8 @@ def describe_plugin(kind: str, name: str, /, *, image_size: int | None = None, *
         flag = "--gen-opt" if kind == "generator" else "--disc-opt"
         needed = ", ".join(f"{flag} {key}=..." for key in missing)
         return dataclasses.replace(description, warnings=(f"layers not shown: the model needs {needed}",))
+    planned = build_on_meta(kind, name, resolved)  # a model too large for this machine is refused unbuilt
+    if planned is not None:
+        check_weights_fit(planned, kind=kind, name=name)
     model = registry.create(kind, name, resolved)
     return dataclasses.replace(description, **layer_fields(model, who=entry.who))
