@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from gankit import lazy_exports
 
 if TYPE_CHECKING:
+    from gankit.registry._scaffold import template_values as template_values
+    from gankit.registry._scaffold import write_plugin_package as write_plugin_package
     from gankit.registry._blame import failures_reported as failures_reported
     from gankit.registry._blame import plugin_code as plugin_code
     from gankit.registry._contract import check_data as check_data
