@@ -80,8 +80,9 @@ class _Plugin:
     """What every plugin class carries, inherited from each of the five base classes; the registry checks both."""
 
     Options: ClassVar[type[PluginOptions]] = PluginOptions
-    """The pydantic model of the plugin's options; gankit builds the plugin as
-    ``PluginClass(PluginClass.Options(...))``."""
+    """The pydantic model of the plugin's options, a subclass of the kind's (``GeneratorOptions``, ...); gankit builds
+    the plugin as ``PluginClass(PluginClass.Options(...))``. Its defaults are validated when the class loads, as
+    pydantic validates given values: a default outside its own bounds is refused there, naming the option."""
     api_version: ClassVar[int] = PLUGIN_API_VERSION
     """The plugin API the class was written for. The inherited value always matches; set it explicitly to pin it,
     and a gankit whose accepted range (``MIN_PLUGIN_API_VERSION`` to ``PLUGIN_API_VERSION``) does not include it
@@ -167,7 +168,9 @@ class _LossInputs:
     """What both objectives' inputs carry: the step number and a place to report named measurements.
 
     The inputs are keyword-only, so gankit can add fields without breaking a plugin that builds them (in its tests):
-    ``DiscriminatorInputs(real_images=..., fake_images=..., ...)``.
+    ``DiscriminatorInputs(real_images=..., fake_images=..., ...)``. Their tensors are read-only: autograd, the other
+    objective and the logged statistics still need them, so a loss that modifies one in place (``sigmoid_()``,
+    ``clamp_()``) is stopped right after the call, naming the tensor.
     """
 
     step: int
@@ -181,8 +184,14 @@ class _LossInputs:
         ``name`` must be one of the loss's ``metric_names``. The value is detached and stays on the device; the engine
         averages it over the steps between two log lines (over the steps that reported it) and reads it only there,
         so reporting costs no host synchronisation. It then appears in ``metrics.jsonl``, on the progress line and
-        in ``loss.png``. Reported twice in one step (``--d-steps``), the last value counts.
+        in ``loss.png``. Reported twice in one step (``--d-steps``), the last value counts. A Python number is refused:
+        report the tensor itself (its ``.item()`` or ``float()`` would have cost the host synchronisation anyway).
         """
+        if not isinstance(value, Tensor):
+            raise TypeError(
+                f"report({name!r}, ...) takes a tensor, got {type(value).__name__}: report the tensor itself, not "
+                "its .item() or float()"
+            )
         self.metrics[name] = value.detach()
 
 
@@ -223,7 +232,8 @@ class GeneratorInputs(_LossInputs):
     """The discriminator's logits for them (D in train mode, its weights frozen during the generator's update)."""
     real_logits: Tensor | None = None
     """The discriminator's logits for ``real_images``, without grad, when the loss sets
-    ``generator_needs_real_logits`` (relativistic losses), else ``None``. They come from the current D, after its
+    ``generator_needs_real_logits`` (relativistic losses), else ``None`` (a loss that reads them without the flag is
+    told to set it). They come from the current D, after its
     update of this step, like ``fake_logits``; computing them leaves D's buffers (BatchNorm running statistics,
     spectral-norm vectors) untouched."""
     labels: Tensor | None
@@ -321,7 +331,9 @@ class Tracker(_Plugin, abc.ABC):
     """Sends a run's scalars, sample grids and hyperparameters to an experiment tracker: TensorBoard, MLflow, W&B.
 
     gankit calls a tracker on the main process only, at the points where it already logs: ``metrics.jsonl`` stays
-    the record of the run, and a tracker is handed the same values, with no extra host synchronisation. Check in
+    the record of the run, and a tracker is handed the same values, with no extra host synchronisation. Its methods
+    run on a thread of its own, in the order gankit handed them over, so a tracker that blocks never holds training
+    up (a call over 10 seconds is one warning); they need not be thread-safe, as no two run at once. Check in
     ``__init__`` that what the tracker needs is installed, and raise ``gankit.errors.PluginError`` with the
     ``pip install`` line when it is not: the run then stops before it starts. Any exception from the other methods
     becomes one warning; that tracker is closed and left out, and training continues.

@@ -6,17 +6,15 @@ A package with one mistake per plugin is installed as a real distribution (a dis
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from cli_helpers import assert_user_error, registered, run
-from test_registry import make_distribution
+from test_registry import installed
 
-from gankit.registry import KINDS, check_models, create_plugin, registry
+from gankit.registry import check_models, create_plugin, registry
 
 DIST = "bad-gan"
 ORIGIN = "from 'bad-gan' 1.2.3"
@@ -133,20 +131,8 @@ ENTRY_POINTS = {
 @pytest.fixture(scope="module")
 def bad_gan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """``bad-gan`` 1.2.3, installed as a real distribution: its dist-info and module on ``sys.path``."""
-    site = tmp_path_factory.mktemp("bad-gan-site")
-    make_distribution(site, DIST, ENTRY_POINTS, {"bad_gan": MISTAKES})
-    sys.path.insert(0, str(site))
-    importlib.invalidate_caches()
-    try:
+    with installed(tmp_path_factory.mktemp("bad-gan-site"), DIST, ENTRY_POINTS, {"bad_gan": MISTAKES}) as site:
         yield site
-    finally:
-        sys.path.remove(str(site))
-        sys.modules.pop("bad_gan", None)
-        for group, names in ENTRY_POINTS.items():
-            kind = next(kind for kind, spec in KINDS.items() if spec.group == group)
-            for name in names:
-                registry.unregister(kind, name)
-        importlib.invalidate_caches()
 
 
 def train(tmp_path: Path, *args: str) -> list[str]:

@@ -4,10 +4,8 @@ shares, and the loss's own mistakes named in one line."""
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,9 +13,9 @@ from typing import Any, ClassVar
 import pytest
 import torch
 from cli_helpers import assert_user_error, run
-from plugins_for_tests import LazyR1NonSat, RelativisticAverage, UndeclaredR1, VectorLoss
+from plugins_for_tests import LazyR1NonSat, R1NonSat, RelativisticAverage, UndeclaredR1, VectorLoss
 from rich.console import Console
-from test_registry import make_distribution
+from test_registry import installed
 from test_training import fake_config
 from torch import Tensor, nn
 
@@ -324,19 +322,9 @@ DIST = "sloppy-losses"
 @pytest.fixture
 def sloppy_losses(tmp_path: Path) -> Iterator[None]:
     """``sloppy-losses`` 1.2.3, installed as a real distribution: a vector loss and R1 without its flag."""
-    site = tmp_path / "site"
     entry_points = {"gankit.losses": {"vector": "sloppy_losses:VectorLoss", "r1-noflag": "sloppy_losses:UndeclaredR1"}}
-    make_distribution(site, DIST, entry_points, {"sloppy_losses": MISTAKES})
-    sys.path.insert(0, str(site))
-    importlib.invalidate_caches()
-    try:
+    with installed(tmp_path / "site", DIST, entry_points, {"sloppy_losses": MISTAKES}):
         yield
-    finally:
-        sys.path.remove(str(site))
-        sys.modules.pop("sloppy_losses", None)
-        for name in ("vector", "r1-noflag"):
-            registry.unregister("loss", name)
-        importlib.invalidate_caches()
 
 
 @pytest.mark.parametrize(
@@ -358,8 +346,9 @@ def test_loss_mistakes_are_one_line_naming_the_loss(
 
 @pytest.mark.parametrize(("version", "loads"), [(1, True), (2, True), (0, False), (3, False)])
 def test_api_versions_are_a_range(version: int, loads: bool) -> None:
-    """Plugins written for API 1 still load: API 2 only added to the contract (and made the inputs keyword-only)."""
-    pinned = type("Pinned", (RelativisticAverage,), {"api_version": version})
+    """Plugins written for API 1 still load: API 2 only added to the contract (and made the inputs keyword-only).
+    A class that uses what API 2 added pins API 2 (tests/test_contract_round3.py)."""
+    pinned = type("Pinned", (R1NonSat,), {"api_version": version})
     registry.register("loss", "pinned", pinned)
     try:
         if loads:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,28 @@ def make_distribution(root: Path, name: str, entry_points: dict[str, dict[str, s
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     for module, source in modules.items():
         (root / f"{module}.py").write_text(source)
+
+
+@contextlib.contextmanager
+def installed(
+    site: Path, name: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str]
+) -> Iterator[Path]:
+    """``name`` 1.2.3 installed under ``site`` and on ``sys.path`` for the block; afterwards its modules and
+    registrations are gone, so no other test sees it."""
+    make_distribution(site, name, entry_points, modules)
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))
+        for module in modules:
+            sys.modules.pop(module, None)
+        for group, names in entry_points.items():
+            kind = next(kind for kind, spec in KINDS.items() if spec.group == group)
+            for plugin in names:
+                registry.unregister(kind, plugin)
+        importlib.invalidate_caches()
 
 
 def one_plugin(root: Path, distribution: str, kind: str, name: str, target: str, source: str) -> Registry:

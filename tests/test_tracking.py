@@ -183,3 +183,59 @@ def test_trackers_are_listed_and_described_like_every_plugin() -> None:
     assert listed.exit_code == 0 and "tensorboard" in listed.output and "ok" in listed.output
     described = run("info", "tracker", "tensorboard", "--tracker-opt", "flush_secs=5")
     assert described.exit_code == 0 and "flush_secs" in described.output and "images" in described.output
+
+
+# -- TensorBoard that cannot write (issue 22, class 5): one warning, under --quiet too, no thread traceback -----------
+
+
+def tensorboard_run(out: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "gankit", "train", *TINY, "--epochs", "2", "--tracker", "tensorboard"]
+    command += ["--tracker-opt", "flush_secs=1", "--quiet", "--overwrite", "--out", str(out)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def assert_one_tracker_warning(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Exception in thread" not in done.stderr, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: tracker 'tensorboard' failed"), done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], done.stderr
+
+
+def test_a_tensorboard_folder_that_is_a_file_is_one_warning_under_quiet(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "tensorboard").write_text("mine\n")
+    done = tensorboard_run(out)
+    assert_one_tracker_warning(done, f"cannot write {out / 'tensorboard'}: it is a file, not a folder")
+    assert (out / "tensorboard").read_text() == "mine\n"
+    assert len(metric_lines(out)) == 4
+
+
+def test_tensorboard_on_a_full_disk_is_one_warning_and_no_thread_traceback(tmp_path: Path) -> None:
+    """TensorBoard's writer thread printed "Exception in thread Thread-1: ... OSError" beside gankit's warning."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        with open(disk / "fill", "wb", buffering=0) as fill:  # the disk full to its last byte
+            try:
+                while fill.write(b"\0" * 4096):
+                    pass
+            except OSError:
+                pass
+        out = tmp_path / "run"
+        out.mkdir()
+        (out / "tensorboard").symlink_to(disk, target_is_directory=True)
+        done = tensorboard_run(out)
+        assert_one_tracker_warning(done, "No space left on device")
+        assert len(metric_lines(out)) == 4
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

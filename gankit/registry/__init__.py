@@ -10,19 +10,20 @@ from typing import TYPE_CHECKING
 from gankit import lazy_exports
 
 if TYPE_CHECKING:
-    from gankit.registry._scaffold import template_values as template_values
-    from gankit.registry._scaffold import write_plugin_package as write_plugin_package
     from gankit.registry._blame import failures_reported as failures_reported
+    from gankit.registry._blame import graph_owner as graph_owner
     from gankit.registry._blame import plugin_code as plugin_code
     from gankit.registry._contract import check_data as check_data
     from gankit.registry._contract import check_generator as check_generator
     from gankit.registry._contract import check_models as check_models
+    from gankit.registry._contract import check_training_batch as check_training_batch
     from gankit.registry._data import load_split as load_split
     from gankit.registry._data import to_unit_range as to_unit_range
     from gankit.registry._describe import DUMMY_BATCH as DUMMY_BATCH
     from gankit.registry._describe import PluginDescription as PluginDescription
     from gankit.registry._describe import describe_options as describe_options
     from gankit.registry._describe import describe_plugin as describe_plugin
+    from gankit.registry._entries import same_distribution as same_distribution
     from gankit.registry._registry import KINDS as KINDS
     from gankit.registry._registry import RUNTIME_DISTRIBUTION as RUNTIME_DISTRIBUTION
     from gankit.registry._registry import Registry as Registry
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from gankit.registry._registry import register_plugin as register_plugin
     from gankit.registry._registry import registry as registry
     from gankit.registry._registry import split_name as split_name
+    from gankit.registry._scaffold import template_values as template_values
+    from gankit.registry._scaffold import write_plugin_package as write_plugin_package
     from gankit.registry._sizing import build_on_meta as build_on_meta
     from gankit.registry._sizing import check_model_fits as check_model_fits
     from gankit.registry._sizing import check_training_fits as check_training_fits

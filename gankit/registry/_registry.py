@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from gankit.errors import ConfigError, PluginError, format_validation_error
+from gankit.files import one_line
 from gankit.registry._blame import plugin_code
 from gankit.registry._entries import (
     KINDS,
@@ -161,7 +162,11 @@ class Registry:
         return self.load_entry(self.entry(check_kind(kind), name))
 
     def load_entry(self, entry: PluginEntry) -> type:
-        """Import the class of ``entry`` and check it: base class, every abstract method implemented, API version.
+        """Import the class of ``entry`` and check it: base class, every abstract method implemented, API version,
+        and what it declares (``gankit.registry._contract.class_problem``): ``Options`` a pydantic model of the
+        kind's options whose defaults pass their own bounds and validators (pydantic checks a default only when
+        asked), the signature of each method gankit calls, no API-2 feature under ``api_version = 1``, and a loss's
+        ``metric_names`` a tuple rather than a string.
 
         Anything the import raises, ``SystemExit`` included, becomes a one-line ``PluginError``.
         """
@@ -175,7 +180,7 @@ class Registry:
             obj = entry.loader()
         except (Exception, SystemExit) as exc:  # a plugin's import may fail in any way; report it, keep the host alive
             raise PluginError(
-                f"{kind} '{name}' from {entry.origin} ({entry.target}) failed to load: {type(exc).__name__}: {exc}"
+                f"{kind} '{name}' from {entry.origin} ({entry.target}) failed to load: {one_line(exc, kind=True)}"
             ) from exc
         base = KINDS[kind].base
         if not (isinstance(obj, type) and issubclass(obj, base)):
@@ -196,6 +201,14 @@ class Registry:
                 f"speaks APIs {MIN_PLUGIN_API_VERSION} to {PLUGIN_API_VERSION}; install a version of "
                 f"{entry.distribution} made for it"
             )
+        from gankit.registry._contract import class_problem  # imports torch, as the plugin class did
+
+        try:
+            problem = class_problem(obj, base)
+        except Exception as exc:  # a default_factory, a descriptor: the class's own code, which may raise anything
+            problem = f"could not be checked: {one_line(exc, kind=True)}"
+        if problem is not None:
+            raise PluginError(f"{kind} '{name}' from {entry.origin} ({entry.target}) {problem}")
         self._loaded[key] = obj
         return obj
 

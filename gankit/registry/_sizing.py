@@ -91,7 +91,8 @@ def training_bytes(model: nn.Module) -> int:
 
 
 def host_available_bytes() -> int | None:
-    """Memory this process can still get on this machine (RAM and swap, within its cgroup); None when unknown."""
+    """Memory this process can still get on this machine (RAM and swap, within its cgroup and its address-space
+    limit); None when unknown."""
     found: list[int] = []
     try:
         fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
@@ -105,6 +106,13 @@ def host_available_bytes() -> int | None:
             found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text().strip()))
     except (OSError, ValueError):
         pass
+    with contextlib.suppress(ImportError, OSError, ValueError, KeyError):  # ulimit -v: the address space left
+        import resource
+
+        space = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if space != resource.RLIM_INFINITY:
+            status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+            found.append(space - int(status["VmSize"].split()[0]) * 1024)
     return max(min(found), 0) if found else None
 
 

@@ -7,6 +7,7 @@ refused with one line rather than resolved silently.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,9 @@ from gankit.registry import (
     on_meta_only,
     registry,
 )
-from gankit.run._config import TrainConfig
+from gankit.run._config import RESOLVED_PLUGINS, TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,7 +39,11 @@ class Assembly:
     loss: Loss
     who: dict[str, str] = field(default_factory=dict)
     """How messages name each part (``generator 'dcgan' from 'gankit' 0.1.0``), by kind, from the registry entry
-    that built it: carried from the build on, so nothing re-resolves a name to learn who made a part."""
+    that built it: carried from the build on, so nothing re-resolves a name to learn who made a part. The dataset's
+    is there too."""
+    resolved: dict[str, str] = field(default_factory=dict)
+    """The ``DIST:NAME`` each plugin name resolved to, by kind (``gankit:dcgan``): recorded in ``config.json``, so
+    ``--resume`` picks the same plugins after another package starts providing one of their names."""
 
     def plugins(self) -> list[tuple[object, str]]:
         """``(plugin object, who)`` for the generator, discriminator and loss, for blaming a failure."""
@@ -48,11 +55,13 @@ class Assembly:
         check_models(self.generator, self.discriminator, who_g=self.who["generator"], who_d=self.who["discriminator"])
 
     def resolved_options(self) -> dict[str, Any]:
-        """Every plugin's final options, as recorded in the run's ``config.json``."""
+        """Every plugin's final options, and the ``DIST:NAME`` each plugin name resolved to
+        (``resolved_plugins``), as recorded in the run's ``config.json``."""
         return {
             "generator_options": self.generator.options.model_dump(mode="json"),
             "discriminator_options": self.discriminator.options.model_dump(mode="json"),
             "loss_options": self.loss.options.model_dump(mode="json"),
+            RESOLVED_PLUGINS: dict(self.resolved),
         }
 
 
@@ -86,7 +95,14 @@ def assemble(config: TrainConfig, data: ImageData, *, plugins: Registry = regist
     if precheck:
         check_assembly(config, data, plugins=plugins)
     channels, native_size = int(data.images.shape[1]), int(data.images.shape[-1])
-    image_size = config.image_size or config.generator_options.get("image_size") or native_size
+    image_size = config.image_size or config.generator_options.get("image_size")
+    if not image_size:  # the data's own size, or the nearest both models support
+        image_size = fitted_size(config, native_size, plugins=plugins)
+        if image_size != native_size and precheck:
+            log.info(
+                "The images are %dx%d; the models work at %dx%d, the nearest size %s supports (--image-size sets it)",
+                native_size, native_size, image_size, image_size, config.generator,
+            )  # fmt: skip
     geometry = {"image_size": image_size, "channels": channels}
     generator: Generator = plugins.create(
         "generator",
@@ -110,12 +126,42 @@ def assemble(config: TrainConfig, data: ImageData, *, plugins: Registry = regist
     )
     loss: Loss = plugins.create("loss", config.loss, config.loss_options)
     check_compatible(generator, discriminator, data, dataset=config.dataset, plugins=plugins)
-    who = {
-        kind: plugins.entry(kind, name).who
+    entries = {
+        kind: plugins.entry(kind, name)
         for kind, name in (("generator", config.generator), ("discriminator", config.discriminator_name),
                            ("loss", config.loss))
     }  # fmt: skip
-    return Assembly(data=data, generator=generator, discriminator=discriminator, loss=loss, who=who)
+    who = {kind: entry.who for kind, entry in entries.items()}
+    resolved = {kind: entry.qualified_name for kind, entry in entries.items()}
+    try:
+        dataset = plugins.entry("dataset", config.dataset)
+        who["dataset"], resolved["dataset"] = dataset.who, dataset.qualified_name
+    except PluginError:  # data handed over without its plugin (a test, a notebook)
+        who["dataset"] = f"dataset '{config.dataset}'"
+    return Assembly(data=data, generator=generator, discriminator=discriminator, loss=loss, who=who, resolved=resolved)
+
+
+def fitted_size(config: TrainConfig, native: int, *, plugins: Registry = registry) -> int:
+    """The image side nearest ``native`` that the generator and the discriminator both accept with the config's
+    options (the larger of two equally near); ``native`` itself when it fits, or when nothing does (the build then
+    says why)."""
+
+    def fits(size: int) -> bool:
+        try:
+            plugins.options_for("generator", config.generator, {**config.generator_options, "image_size": size})
+            discriminator_options = {**config.discriminator_options, "image_size": size}
+            plugins.options_for("discriminator", config.discriminator_name, discriminator_options)
+        except ConfigError:
+            return False
+        return True
+
+    if fits(native):
+        return native
+    for distance in range(1, 1024):
+        for size in (native + distance, native - distance):
+            if 4 <= size <= 1024 and fits(size):
+                return size
+    return native
 
 
 def check_assembly(config: TrainConfig, data: ImageData, *, plugins: Registry = registry, processes: int = 1) -> None:
@@ -126,7 +172,15 @@ def check_assembly(config: TrainConfig, data: ImageData, *, plugins: Registry = 
     """
     names = (("generator", config.generator), ("discriminator", config.discriminator_name), ("loss", config.loss))
     for kind, name in names:
-        plugins.load(kind, name)  # imported outside the meta context, so module-level tensors are real
+        try:
+            plugins.load(kind, name)  # imported outside the meta context, so module-level tensors are real
+        except PluginError as exc:
+            if kind != "discriminator" or config.discriminator is not None:
+                raise
+            raise PluginError(
+                f"--disc was not given, so it defaults to the generator's name '{config.generator}'; {exc} Name a "
+                "discriminator with --disc NAME"
+            ) from None
     try:
         with on_meta():
             planned = assemble(config, data, plugins=plugins, precheck=False)
