@@ -12,7 +12,7 @@ from gankit.errors import CheckpointError, ConfigError, FileFormatError
 from gankit.export import load_generator, read_export_metadata
 from gankit.files import CHECKPOINT_FORMAT, load_checkpoint, printable, read_safetensors_header
 from gankit.interfaces import Generator
-from gankit.registry import check_model_fits, registry
+from gankit.registry import check_generator, check_model_fits, registry
 from gankit.run import RunFolder, warn_on_stderr
 
 
@@ -133,6 +133,18 @@ def nonfinite_summary(source: Path, names: list[str]) -> str:
     """``x.safetensors holds NaN or infinite weights in 'net.0.weight' and 2 more tensors``."""
     more = f" and {len(names) - 1} more tensor{'s' if len(names) > 2 else ''}" if len(names) > 1 else ""
     return f"{source} holds NaN or infinite weights in '{printable(names[0], limit=80)}'{more}"
+
+
+def sampling_verdict(generator: Generator, source: Path) -> str | None:
+    """What ``gankit sample`` makes of ``generator``, so that ``gankit info`` and ``gankit export`` say the same:
+    None when it draws; the warning it prints when the weights hold NaN or infinity (it draws them anyway); and the
+    ``ContractError`` it refuses with when one tiny batch is not images of the recorded shape in [-1, 1] (all NaN
+    from finite weights, say, as a negative BatchNorm variance gives), raised."""
+    bad = nonfinite_tensors(generator)
+    if bad:
+        return f"{nonfinite_summary(source, bad)}; its samples will be blank or noise"
+    check_generator(generator, registry.who_built("generator", generator))
+    return None
 
 
 def recorded_dataset(source: Path) -> str | None:

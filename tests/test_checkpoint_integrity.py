@@ -94,6 +94,12 @@ def wrong_shape(state: dict[str, Any]) -> None:
     state["generator"][key] = torch.zeros(3, 3)
 
 
+def nan_weight(state: dict[str, Any]) -> None:
+    """gankit never saves such weights; an edit that made the hash again did (issue 22: it must fall back)."""
+    key = next(iter(state["generator"]))
+    state["generator"][key] = torch.full_like(state["generator"][key], float("nan"))
+
+
 DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "a flipped bit in a weight": (
         lambda p: flip_bit(p, next(k for k in load_file(p) if k.startswith("generator/")), byte=1, bit=3),
@@ -111,6 +117,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "a step beyond the run": (lambda p: resave(p, lambda s: s.update(step=99)), "not within this run's 0 to 40"),
     "a step the metadata contradicts": (lambda p: resave(p, lambda s: s.update(step=29)), "metadata says step"),
     "a state load_state refuses": (lambda p: resave(p, bad_python_rng), "invalid state"),
+    "NaN weights under a valid hash": (lambda p: resave(p, nan_weight), "holds NaN or infinite weights"),
 }
 
 
@@ -193,7 +200,8 @@ def test_export_and_sample_of_a_run_fall_back_from_a_damaged_checkpoint(folder: 
     fallback = run("export", folder, "--out", tmp_path / "g.safetensors")
     assert fallback.exit_code == 0, fallback.output
     assert "warning:" in fallback.stderr and "checkpoint.safetensors" in fallback.stderr
-    older = load_checkpoint(folder / "checkpoints" / "step_000000015.safetensors")["generator"]
+    state = load_checkpoint(folder / "checkpoints" / "step_000000015.safetensors")
+    older = state.get("ema") or state["generator"]  # an export takes G's EMA when the run keeps one
     exported = load_file(tmp_path / "g.safetensors")
     assert all(torch.equal(exported[key], older[key]) for key in older)
     (folder / "checkpoints" / "step_000000015.safetensors").unlink()

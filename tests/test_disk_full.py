@@ -149,3 +149,25 @@ def test_export_to_a_full_disk_is_one_line(reference: Path, tmp_path: Path) -> N
         assert_one_line(result, "generator.safetensors", "No space left on device")
         assert not (small.path / "generator.safetensors").exists()
         assert temporaries(small.path) == []
+
+
+def test_error_log_on_a_full_disk_is_whole_or_not_there(disk: SmallDisk) -> None:
+    """A traceback that did not fit left a 0-byte error.log (issue 22); now the log is written whole or not at all,
+    and the error it was to record still comes through."""
+    from gankit.registry import failures_reported
+
+    with open(disk.path / "fill", "wb", buffering=0) as fill:
+        try:
+            while fill.write(b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+    log = disk.path / "error.log"
+    with pytest.raises(ValueError, match="the plugin's own mistake"), failures_reported([], log=log):
+        raise ValueError("the plugin's own mistake")
+    assert not log.exists()
+    assert temporaries(disk.path) == []
+    (disk.path / "fill").unlink()
+    with pytest.raises(ValueError), failures_reported([], log=log):
+        raise ValueError("the plugin's own mistake")
+    assert "ValueError: the plugin's own mistake" in log.read_text()

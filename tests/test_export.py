@@ -86,9 +86,10 @@ def exported(plugin: str, tmp_path: Path) -> tuple[Generator, Path]:
 
 
 def rewrite(path: Path, *, tensors: dict[str, Tensor] | None = None, **changes: str | None) -> None:
-    """Re-save an export with some tensors or metadata changed (None deletes a key)."""
+    """Re-save an export with some tensors or metadata changed (None deletes a key), as another tool would: without
+    the content hash unless ``changes`` gives one."""
     with safe_open(str(path), framework="pt") as handle:
-        metadata = dict(handle.metadata())
+        metadata = {key: value for key, value in handle.metadata().items() if key != "content_hash"}
     for key, value in changes.items():
         if value is None:
             metadata.pop(key, None)

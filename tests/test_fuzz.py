@@ -459,9 +459,11 @@ def test_idx_files(
 # -- what the fuzzing found, kept as plain examples -------------------------------------------------------------------
 
 
-def hostile_export(folder: Path, real_export: bytes, **changes: str) -> Path:
+def hostile_export(folder: Path, real_export: bytes, *, drop: tuple[str, ...] = (), **changes: str) -> Path:
     header, data = split(real_export)
     header["__metadata__"] = {**header["__metadata__"], **changes}
+    for key in drop:  # as a file written before the key existed
+        header["__metadata__"].pop(key)
     path = folder / "hostile-export.safetensors"
     path.write_bytes(assemble(header, data))
     return path
@@ -470,7 +472,13 @@ def hostile_export(folder: Path, real_export: bytes, **changes: str) -> Path:
 def test_options_describing_a_huge_model_are_refused_before_it_is_built(folder: Path, real_export: bytes) -> None:
     """hidden=4096 at 4x1024x1024 is an MLP of 275 GB: the shapes are compared on the meta device first."""
     options = {"hidden": 4096, "image_size": 1024, "channels": 4, "latent_dim": 3, "num_classes": 0}
-    path = hostile_export(folder, real_export, plugin_options=json.dumps(options), image_shape="[4, 1024, 1024]")
+    path = hostile_export(
+        folder,
+        real_export,
+        drop=("model_card", "content_hash"),  # the card and the hash would catch the edit first
+        plugin_options=json.dumps(options),
+        image_shape="[4, 1024, 1024]",
+    )
     with pytest.raises(ExportError, match=r"does not fit generator 'mlp'.*net\.0\.weight"):
         load_generator(path)
 

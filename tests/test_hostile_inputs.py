@@ -291,13 +291,17 @@ def test_a_run_folder_config_cannot_forge_lines(trained: Path, tmp_path: Path) -
 
 
 def poisoned_checkpoint(folder: Path) -> Path:
-    """The run's checkpoint with one NaN and one infinity in the generator's weights, saved as gankit saves it."""
+    """The run's checkpoint with one NaN and one infinity in the generator's weights (and its EMA's, which an
+    export takes when there is one), saved as gankit saves it."""
     path = folder / "checkpoint.safetensors"
     state = load_checkpoint(path)
-    weights = state["generator"]
-    first, second = [key for key, tensor in weights.items() if tensor.is_floating_point()][:2]
-    weights[first].view(-1)[0] = math.nan
-    weights[second].view(-1)[-1] = math.inf
+    for part in ("generator", "ema"):
+        weights = state.get(part)
+        if weights is None:
+            continue
+        first, second = [key for key, tensor in weights.items() if tensor.is_floating_point()][:2]
+        weights[first].view(-1)[0] = math.nan
+        weights[second].view(-1)[-1] = math.inf
     extra = {key: value for key, value in read_checkpoint_metadata(path).items() if key not in RESERVED_METADATA}
     save_checkpoint(path, state, metadata=extra)
     return path

@@ -110,7 +110,7 @@ def test_metadata_props_carry_the_export_metadata(small: Generator, tmp_path: Pa
     metadata = export_metadata(small, plugin_name="mlp", extra={"dataset": "mnist"}, card=card)
     save_generator(small, tmp_path / "g.safetensors", plugin_name="mlp", extra={"dataset": "mnist"}, card=card)
     with safe_open(str(tmp_path / "g.safetensors"), framework="pt") as handle:
-        assert metadata == handle.metadata()
+        assert metadata == {key: value for key, value in handle.metadata().items() if key != "content_hash"}
     export_onnx(small, tmp_path / "g.onnx", metadata=metadata)
     props = read_onnx_metadata(tmp_path / "g.onnx")
     assert props == metadata and set(METADATA_KEYS) < set(props) and props["dataset"] == "mnist"
@@ -153,7 +153,7 @@ class Untraceable(Generator):
         out = self.linear(latent)
         if out.sum() > 0:
             out = -out
-        return out.reshape(-1, 1, 4, 4)
+        return torch.tanh(out).reshape(-1, 1, 4, 4)  # images in [-1, 1]: sampling would take them
 
 
 @pytest.fixture
@@ -212,7 +212,7 @@ def test_export_command_writes_onnx_from_a_run_and_from_an_export(trained_run: P
 
     result = run("export", export, "--format", "onnx", "--out", tmp_path / "file.onnx")
     assert result.exit_code == 0, result.output
-    assert read_onnx_metadata(tmp_path / "file.onnx") == recorded
+    assert read_onnx_metadata(tmp_path / "file.onnx") == {k: v for k, v in recorded.items() if k != "content_hash"}
     from gankit.export import load_generator
 
     generator = load_generator(export)

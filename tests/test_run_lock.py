@@ -138,3 +138,30 @@ def test_a_resume_of_a_locked_folder_changes_nothing(tmp_path: Path) -> None:
         assert_user_error(result, f"is in use by another gankit process (PID {os.getpid()})")
         after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != LOCK_NAME}
     assert after == before
+
+
+# -- a lock path that is not a regular file (issue 22, classes 1 and 2) ----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_a_lock_that_is_a_link_or_a_fifo_is_refused_and_never_followed(tmp_path: Path, kind: str) -> None:
+    """``RUN/.lock -> ~/precious.txt`` truncated the target and wrote a PID into it; a FIFO hung for ever. Both are
+    refused in one line, by --resume and by a fresh --overwrite start, and the target is left as it was."""
+    out = tmp_path / "run"
+    assert run(*TRAIN, "--max-steps", "3", "--out", out).exit_code == 0
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me\n")
+    if kind == "symlink":
+        (out / LOCK_NAME).symlink_to(precious)
+    else:
+        os.mkfifo(out / LOCK_NAME)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != LOCK_NAME}
+    what = "a symbolic link" if kind == "symlink" else "a FIFO"
+    for args in (["train", "--resume", out, "--quiet"], [*TRAIN, "--max-steps", "3", "--out", out, "--overwrite"]):
+        command = [sys.executable, "-m", "gankit", *map(str, args)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert_error_line(done.returncode, done.stderr, f"{out / LOCK_NAME} is {what}, not a regular file")
+    assert precious.read_text() == "keep me\n"
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != LOCK_NAME} == before
+    with pytest.raises(ConfigError, match="not a regular file"):
+        RunLock(out).acquire()

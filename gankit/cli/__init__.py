@@ -7,6 +7,12 @@ plugin's failure (and of every other error) above that line.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import click
@@ -29,7 +35,8 @@ class GankitGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _sigterm_as_ctrl_c():
+                return super().invoke(ctx)
         except GankitError as exc:
             from gankit.run import report_to_launcher
 
@@ -48,6 +55,46 @@ class GankitGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Show the full traceback above an error's one line (e.g. a plugin's).")
 def main(debug: bool) -> None:
     """gankit: train, sample and export GANs; add generators, discriminators and losses as plugins."""
+    show_messages()
+
+
+MESSAGE_LOGGERS = ("gankit", "gankit_plugins")
+"""Loggers whose INFO lines a user should see: a first download, decoding a folder, training a classifier."""
+
+
+class _StderrLines(logging.Handler):
+    """Each record as its plain message on the current stderr (looked up per line, as click's test runner swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(printable(self.format(record), limit=None), err=True)
+
+
+def show_messages(level: int = logging.INFO) -> None:
+    """Show what gankit and its built-in plugins log at ``level`` and above on stderr, once per process."""
+    for name in MESSAGE_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(isinstance(handler, _StderrLines) for handler in logger.handlers):
+            logger.addHandler(_StderrLines())
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler ending a job) is Ctrl-C in every command: one ``Interrupted.`` line and exit code
+    130, never a silent death with 143 (``gankit export --format onnx`` printed nothing). Temporary files of
+    unfinished atomic writes are removed on the way out, as for Ctrl-C; ``train`` stops at a step boundary itself."""
+    if threading.current_thread() is not threading.main_thread():  # signals can only be caught there
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _traceback_of(error: GankitError) -> str:
@@ -59,9 +106,9 @@ def _traceback_of(error: GankitError) -> str:
 
 
 def _register_commands() -> None:
-    from gankit.cli import eval, export, info, plugin_new, plugins, sample, train
+    from gankit.cli import compare, eval, export, info, plugin_new, plugins, sample, train
 
-    for module in (train, sample, export, eval, plugins, info, plugin_new):
+    for module in (train, sample, export, eval, plugins, info, plugin_new, compare):
         main.add_command(module.command)
 
 

@@ -91,9 +91,11 @@ def _from_checkpoint(
 
 
 def refuse_nonfinite(generator: Generator, source: Path) -> None:
-    """One line, before anything is written, when the weights hold NaN or infinity (a run that diverged)."""
-    from gankit.errors import ExportError
-    from gankit.generator_source import nonfinite_summary, nonfinite_tensors
+    """One line, before anything is written, when the weights hold NaN or infinity (a run that diverged), or when
+    ``gankit sample`` would refuse what the generator draws (all NaN from finite weights): nothing is exported that
+    sampling refuses or warns about."""
+    from gankit.errors import ContractError, ExportError
+    from gankit.generator_source import nonfinite_summary, nonfinite_tensors, sampling_verdict
 
     bad = nonfinite_tensors(generator)
     if bad:
@@ -101,3 +103,7 @@ def refuse_nonfinite(generator: Generator, source: Path) -> None:
             f"{nonfinite_summary(source, bad)}, so it would only draw blank images; nothing was exported: export "
             "a checkpoint from before the run diverged"
         )
+    try:
+        sampling_verdict(generator, source)
+    except ContractError as exc:
+        raise ExportError(f"{source} cannot be sampled, so nothing was exported: {exc}") from None

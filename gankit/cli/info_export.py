@@ -45,6 +45,24 @@ def show_export(source: Path, console: Console) -> None:
         console.print("model card: none (the file was written before gankit recorded one)")
     else:
         _print_card(console, meta.model_card)
+    _print_verdict(source, console)
+
+
+def _print_verdict(source: Path, console: Console) -> None:
+    """The verdict ``gankit sample`` would give, from the same checks: the weights loaded (their content hash
+    included), and one tiny batch drawn. A refusal is raised, so it is the command's one error line and exit code 2
+    after the tables; an ONNX model was checked against its graph when its metadata was read."""
+    if source.suffix == ".onnx":
+        console.print("verdict: its graph's inputs and output agree with its metadata")
+        return
+    from gankit.export import load_generator
+    from gankit.generator_source import sampling_verdict
+
+    warning = sampling_verdict(load_generator(source), source)
+    if warning is None:
+        console.print("verdict: gankit sample draws it (weights, content hash and one test batch checked)")
+    else:
+        console.print(f"verdict: gankit sample draws it with a warning: {_cell(warning)}")
 
 
 def _read(path: Path) -> ExportMetadata:

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from gankit.export._card import CARD_KEYS as CARD_KEYS
     from gankit.export._card import ModelCard as ModelCard
     from gankit.export._card import at_step as at_step
+    from gankit.export._card import card_contradiction as card_contradiction
+    from gankit.export._card import card_problem as card_problem
     from gankit.export._card import complete as complete
     from gankit.export._card import parse_user_fields as parse_user_fields
     from gankit.export._card import run_card as run_card

@@ -172,6 +172,89 @@ def _finite(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+# -- checking a card that was read --------------------------------------------------------------------------------
+
+
+def _integer(value: Any, minimum: int) -> bool:
+    return type(value) is int and value >= minimum
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _scores(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(key, str) and (item is None or _number(item)) for key, item in value.items()
+    )
+
+
+CARD_TYPES: dict[str, tuple[str, Any]] = {
+    "card_version": ("an integer from 1", lambda v: _integer(v, 1)),
+    "dataset": ("a string or null", lambda v: v is None or isinstance(v, str)),
+    "data_license": ("a string", lambda v: isinstance(v, str)),
+    "class_count": ("an integer from 0, or null", lambda v: v is None or _integer(v, 0)),
+    "class_names": (
+        "a list of strings, or null",
+        lambda v: v is None or (isinstance(v, list) and all(isinstance(name, str) for name in v)),
+    ),
+    "image_shape": (
+        "a list of three positive integers",
+        lambda v: isinstance(v, list) and len(v) == 3 and all(_integer(side, 1) for side in v),
+    ),
+    "channel_order": ("a string", lambda v: isinstance(v, str)),
+    "output_range": ("a list of two numbers", lambda v: isinstance(v, list) and len(v) == 2 and all(map(_number, v))),
+    "steps": ("an integer from 0, or null", lambda v: v is None or _integer(v, 0)),
+    "epochs": ("a number, or null", lambda v: v is None or _number(v)),
+    "steps_per_epoch": ("an integer from 1, or null", lambda v: v is None or _integer(v, 1)),
+    "seed": ("an integer, or null", lambda v: v is None or type(v) is int),
+    "ema_weights": ("true, false or null", lambda v: v is None or isinstance(v, bool)),
+    "last_scores": ("an object of numbers, or null", lambda v: v is None or _scores(v)),
+    "best_scores": ("an object of numbers, or null", lambda v: v is None or _scores(v)),
+    "gankit_version": ("a string", lambda v: isinstance(v, str)),
+    "torch_version": ("a string", lambda v: isinstance(v, str)),
+    "created": ("a string", lambda v: isinstance(v, str)),
+    "user": (
+        "an object of strings",
+        lambda v: isinstance(v, dict) and all(isinstance(item, str) for item in v.values()),
+    ),
+}
+"""Each card key -> what its value must be, and the test: what docs/export.md's card table says of it."""
+
+
+def card_problem(card: Mapping[str, Any]) -> str | None:
+    """The first thing wrong with a card that was read (``model_card.json``, an export's ``model_card``): a key of
+    the wrong type (``seed {'x': 1}``), or a card contradicting itself (``class_names`` and ``class_count``,
+    ``epochs`` and ``steps``, scores from after ``steps``); None when it is sound. Keys it lacks, and keys it has
+    that ``CARD_KEYS`` does not know, are not problems: older and newer cards read fine."""
+    for key, (wanted, test) in CARD_TYPES.items():
+        if key in card and not test(card[key]):
+            return f"'{key}' is {json.dumps(card[key])[:60]}, not {wanted}"
+    names, count = card.get("class_names"), card.get("class_count")
+    if names is not None and count is not None and len(names) != count:
+        return f"'class_names' has {len(names)} names for 'class_count' {count}"
+    steps, per_epoch, epochs = card.get("steps"), card.get("steps_per_epoch"), card.get("epochs")
+    if steps is not None and per_epoch is not None and epochs is not None and abs(epochs - steps / per_epoch) > 1e-3:
+        return f"'epochs' is {epochs}, but 'steps' {steps} / 'steps_per_epoch' {per_epoch} is {steps / per_epoch:.4g}"
+    for key in ("last_scores", "best_scores"):
+        scored = (card.get(key) or {}).get("step")
+        if steps is not None and scored is not None and (type(scored) is not int or scored > steps):
+            return f"'{key}' are of step {scored}, after the card's 'steps' {steps}"
+    return None
+
+
+def card_contradiction(card: Mapping[str, Any], *, image_shape: Iterable[int], num_classes: int) -> str | None:
+    """Where a card says otherwise than its export's metadata: the image shape, or (for a conditional generator,
+    whose classes are the data's) the class count; None when they agree."""
+    shape = list(image_shape)
+    if card.get("image_shape") is not None and card["image_shape"] != shape:
+        return f"its model card says image_shape {card['image_shape']} but its metadata says {shape}"
+    count = card.get("class_count")
+    if num_classes > 0 and count is not None and count != num_classes:
+        return f"its model card says class_count {count} but its metadata says num_classes {num_classes}"
+    return None
+
+
 def parse_user_fields(pairs: Iterable[str], *, flag: str = "--meta") -> dict[str, str]:
     """``["owner=me", "note=a b"]`` -> ``{"owner": "me", "note": "a b"}``: user fields for a card, kept as strings."""
     fields: dict[str, str] = {}

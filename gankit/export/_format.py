@@ -10,6 +10,7 @@ an export can be wrong becomes a one-line ``ExportError``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +22,17 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from gankit.errors import ConfigError, ExportError, PluginError
-from gankit.export._card import CARD_KEY, model_card_json, with_user_fields
+from gankit.export._card import CARD_KEY, card_contradiction, card_problem, model_card_json, with_user_fields
 from gankit.files import (
     CHECKPOINT_FORMAT,
+    CONTENT_HASH,
     GENERIC_INSTALL,
     SafetensorsHeader,
     TensorInfo,
     atomic_write,
     check_format,
     checked_metadata,
+    content_hash,
     dtype_name,
     failure,
     install_hint,
@@ -83,6 +86,7 @@ def save_generator(
     """
     metadata = export_metadata(generator, plugin_name=plugin_name, extra=extra, card=card)
     tensors = standalone_tensors(generator.state_dict())
+    metadata[CONTENT_HASH] = content_hash(tensors, metadata)
 
     def write(tmp: Path) -> None:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -132,10 +136,21 @@ def load_generator(path: Path | str, *, device: str | torch.device = "cpu") -> G
             state = {key: handle.get_tensor(key) for key in expected}
     except Exception as exc:  # safetensors raises its own error type or OSError on a file changed under us
         raise failure(path, exc, error=ExportError) from None
+    check_content_hash(path, header.metadata, state)
     generator.load_state_dict(state, strict=True)
     generator.to(device)
     generator.eval()
     return generator
+
+
+def check_content_hash(path: Path, metadata: Mapping[str, str], tensors: Mapping[str, Tensor]) -> None:
+    """The file is the one gankit wrote: its ``content_hash``, when it has one (exports from before it existed do
+    not), matches its tensors and every other metadata string, so an edited shape, card or weight is refused."""
+    recorded = metadata.get(CONTENT_HASH)
+    if recorded is not None and content_hash(tensors, metadata) != recorded:
+        raise ExportError(
+            f"{path} is a damaged {_WHAT}: its content does not match its hash (changed after it was written)"
+        )
 
 
 def _check_tensors(path: Path, meta: ExportMetadata, header: SafetensorsHeader, expected: Mapping[str, Tensor]) -> None:
@@ -221,8 +236,9 @@ METADATA_KEYS = (
 )
 """The metadata every export carries; ``extra`` keys given to ``save_generator`` come on top."""
 
-OPTIONAL_KEYS = (CARD_KEY,)
-"""Standard keys an export may lack (files written before the key existed): the model card."""
+OPTIONAL_KEYS = (CARD_KEY, CONTENT_HASH)
+"""Standard keys an export may lack (files written before the key existed): the model card and the content hash
+(over every tensor and every other metadata string, as a checkpoint's; see docs/export.md)."""
 
 RESERVED_KEYS = METADATA_KEYS + OPTIONAL_KEYS
 """The keys ``extra`` metadata may not use."""
@@ -283,7 +299,7 @@ def carried_metadata(
 ) -> dict[str, str]:
     """An export's ``metadata`` (already read and checked) for another file of the same ``generator``: the same
     strings, with ``user`` fields added to the model card, and a card (of what is known) where the file had none."""
-    carried = dict(metadata)
+    carried = {key: value for key, value in metadata.items() if key != CONTENT_HASH}  # the hash is the file's own
     if CARD_KEY in carried and not user:
         return carried
     card = json.loads(carried[CARD_KEY]) if CARD_KEY in carried else None
@@ -317,6 +333,7 @@ class ExportMetadata:
 
 
 _WHAT = "gankit export"
+_HASH = re.compile(r"blake2b:[0-9a-f]{64}")
 
 
 def parse_export_metadata(path: Path, metadata: Mapping[str, str]) -> ExportMetadata:
@@ -375,8 +392,17 @@ def _parse_metadata(path: Path, meta: Mapping[str, str]) -> ExportMetadata:
     card = json_field(CARD_KEY) if CARD_KEY in meta else None
     if card is not None and not isinstance(card, dict):
         raise damaged(CARD_KEY, "is not a JSON object")
+    if CONTENT_HASH in meta and not _HASH.fullmatch(meta[CONTENT_HASH]):
+        raise damaged(CONTENT_HASH, "is not 'blake2b:' and 64 hexadecimal digits")
     latent_dim, num_classes = integer("latent_dim", 1), integer("num_classes", 0)
     check_against_options(path, options, latent_dim=latent_dim, image_shape=shape, num_classes=num_classes)
+    if card is not None:
+        problem = card_problem(card)
+        if problem is not None:
+            raise ExportError(f"{path} is a damaged {_WHAT}: in its model card, {problem}")
+        contradiction = card_contradiction(card, image_shape=shape, num_classes=num_classes)
+        if contradiction is not None:
+            raise ExportError(f"{path} is a damaged {_WHAT}: {contradiction}")
 
     return ExportMetadata(
         format_version=format_version,

@@ -101,22 +101,68 @@ def export_onnx(generator: Generator, path: Path, *, metadata: Mapping[str, str]
     atomic_write(Path(path), lambda tmp: program.save(str(tmp)), overwrite=overwrite, error=ExportError)
 
 
-def read_onnx_metadata(path: Path) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file, as a dict of strings."""
+def _load(path: Path) -> Any:
     try:
         import onnx
     except ImportError:
         raise ExportError(INSTALL_HINT) from None
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError, OSError
         raise ExportError(f"{path} is not an ONNX model ({_first_line(exc)})") from None
-    return {prop.key: prop.value for prop in model.metadata_props}
+
+
+def read_onnx_metadata(path: Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file, as a dict of strings."""
+    return {prop.key: prop.value for prop in _load(path).metadata_props}
 
 
 def read_onnx_export_metadata(path: Path) -> ExportMetadata:
-    """An ONNX model's gankit metadata, validated as an export's is (``gankit.export.read_export_metadata``)."""
-    return parse_export_metadata(path, read_onnx_metadata(path))
+    """An ONNX model's gankit metadata, validated as an export's is (``gankit.export.read_export_metadata``), and
+    checked against the model's own graph: a file whose metadata says another latent size, image shape or
+    conditioning than its inputs and output have is refused, not shown as if it were sound."""
+    model = _load(path)
+    meta = parse_export_metadata(path, {prop.key: prop.value for prop in model.metadata_props})
+    problem = graph_contradiction(model.graph, meta)
+    if problem is not None:
+        raise ExportError(f"{path} is a damaged gankit export: {problem}")
+    return meta
+
+
+def _shape(value: Any) -> list[int | None]:
+    """An ONNX value's shape, a fixed dimension as its size and a dynamic one (the batch) as None."""
+    dims = value.type.tensor_type.shape.dim
+    return [dim.dim_value if dim.HasField("dim_value") else None for dim in dims]
+
+
+def _shown(shape: list[int | None]) -> str:
+    return "[" + ", ".join("N" if dim is None else str(dim) for dim in shape) + "]"
+
+
+def graph_contradiction(graph: Any, meta: ExportMetadata) -> str | None:
+    """Where the graph's inputs and output say otherwise than the metadata: ``latent`` ``[N, latent_dim]``,
+    ``labels`` ``[N]`` exactly when ``num_classes > 0``, ``images`` ``[N, C, H, W]``; None when they agree."""
+    initializers = {tensor.name for tensor in graph.initializer}
+    inputs = {value.name: _shape(value) for value in graph.input if value.name not in initializers}
+    outputs = {value.name: _shape(value) for value in graph.output}
+    expected_inputs = {LATENT: [None, meta.latent_dim]}
+    if meta.num_classes > 0:
+        expected_inputs[LABELS] = [None]
+    if set(inputs) != set(expected_inputs):
+        return f"its graph takes the inputs {sorted(inputs)}, but its metadata describes {sorted(expected_inputs)}"
+    wanted = {**expected_inputs, IMAGES: [None, *meta.image_shape]}
+    for name, shape in [*inputs.items(), *outputs.items()]:
+        expected = wanted.get(name)
+        if expected is None:
+            return f"its graph has the output '{name[:40]}', not '{IMAGES}'"
+        fits = len(shape) == len(expected) and all(
+            want is None or dim is None or dim == want for dim, want in zip(shape, expected, strict=True)
+        )
+        if not fits:
+            return f"its graph's '{name}' has shape {_shown(shape)}, but its metadata says {_shown(expected)}"
+    if IMAGES not in outputs:
+        return f"its graph has no output '{IMAGES}'"
+    return None
 
 
 def _checked_metadata(generator: Generator, metadata: Mapping[str, Any]) -> dict[str, str]:

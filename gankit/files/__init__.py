@@ -10,12 +10,19 @@ from typing import TYPE_CHECKING
 from gankit import lazy_exports
 
 if TYPE_CHECKING:
+    from gankit.files._atomic import NotRegularFile as NotRegularFile
+    from gankit.files._atomic import append_regular as append_regular
     from gankit.files._atomic import atomic_output as atomic_output
     from gankit.files._atomic import atomic_write_bytes as atomic_write_bytes
+    from gankit.files._atomic import open_regular as open_regular
+    from gankit.files._atomic import read_regular as read_regular
     from gankit.files._atomic import remove_stale_temporaries as remove_stale_temporaries
     from gankit.files._atomic import sha256_file as sha256_file
     from gankit.files._checkpoint import CHECKPOINT_FORMAT as CHECKPOINT_FORMAT
+    from gankit.files._checkpoint import CONTENT_HASH as CONTENT_HASH
     from gankit.files._checkpoint import RESERVED_METADATA as RESERVED_METADATA
+    from gankit.files._checkpoint import content_hash as content_hash
+    from gankit.files._checkpoint import digest_tensors as digest_tensors
     from gankit.files._checkpoint import flatten_state as flatten_state
     from gankit.files._checkpoint import load_checkpoint as load_checkpoint
     from gankit.files._checkpoint import read_checkpoint_metadata as read_checkpoint_metadata

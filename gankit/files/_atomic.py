@@ -3,15 +3,20 @@
 Every file gankit writes that a user may rely on (exports, checkpoints, the MNIST cache, sample grids) goes through
 ``atomic_output``: a temporary file in the same folder, fsync, then one rename, then fsync of the folder. Every
 file gankit checks against a pinned hash (the MNIST download, the classifier's weights) is hashed by ``sha256_file``.
+Every file gankit reads back or appends to in place, where a person could have put a link, a FIFO or a device
+(the run folder's lock, config and metrics log), is opened by ``open_regular``: no link followed, nothing but a
+regular file opened, every read bounded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,6 +122,83 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return removed
+
+
+# -- files opened where a link, a FIFO or a device could stand -------------------------------------------------------
+
+
+class NotRegularFile(OSError):
+    """What ``open_regular`` raises for a path that is a symbolic link, a FIFO, a device, a socket or a folder.
+
+    An ``OSError``, so every caller that already turns OS failures into one line says this one too.
+    """
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path: Path, flags: int, *, mode: int = 0o666) -> int:
+    """``os.open`` of a regular file only: a final symbolic link is not followed (``O_NOFOLLOW``), and a FIFO or a
+    device is refused before anything is read or written (opened ``O_NONBLOCK``, so a FIFO cannot hang the open).
+
+    Raises ``NotRegularFile`` (an ``OSError`` whose ``strerror`` says what the path is) for anything else, so a
+    link planted in a run folder never hands gankit someone else's file to truncate or append to.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or (exc.errno == errno.ENXIO and os.path.lexists(path)):
+            what = "a symbolic link" if os.path.islink(path) else _kind(os.lstat(path).st_mode)
+            raise NotRegularFile(errno.EINVAL, f"it is {what}, not a regular file", str(path)) from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise NotRegularFile(errno.EINVAL, f"it is {_kind(info.st_mode)}, not a regular file", str(path))
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_regular(path: Path, *, limit: int) -> bytes:
+    """The bytes of the regular file ``path`` (no link followed, see ``open_regular``), at most ``limit`` of them.
+
+    A file larger than ``limit`` raises ``NotRegularFile`` naming the limit: every read is bounded, whatever the
+    file says its size is or grows to while it is read.
+    """
+    fd = open_regular(path, os.O_RDONLY)
+    try:
+        if os.fstat(fd).st_size > limit:
+            raise NotRegularFile(errno.EFBIG, f"it is larger than {limit:,} bytes", str(path))
+        chunks, total = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise NotRegularFile(errno.EFBIG, f"it is larger than {limit:,} bytes", str(path))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def append_regular(path: Path, data: bytes) -> None:
+    """Append ``data`` to the regular file ``path``, creating it (no link followed, see ``open_regular``)."""
+    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def sha256_file(path: Path) -> str:

@@ -220,11 +220,17 @@ def content_hash(tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> 
     digest = hashlib.blake2b(digest_size=32)
     fields = sorted((key, value) for key, value in metadata.items() if key != CONTENT_HASH)
     digest.update(json.dumps(fields).encode())
+    return f"blake2b:{digest_tensors(digest, tensors).hexdigest()}"
+
+
+def digest_tensors(digest: Any, tensors: Mapping[str, Tensor]) -> Any:
+    """Feed each tensor's name, dtype, shape and bytes, in name order, to ``digest`` (a ``hashlib`` object) and
+    return it: one definition of "the same tensors" for exports, checkpoints, training data and ``gankit eval``."""
     for key in sorted(tensors):
-        tensor = tensors[key]
+        tensor = tensors[key].detach().to("cpu").contiguous()
         digest.update(json.dumps([key, dtype_name(tensor.dtype), list(tensor.shape)]).encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
-    return f"blake2b:{digest.hexdigest()}"
+    return digest
 
 
 def read_checkpoint_metadata(path: Path) -> dict[str, str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gankit.errors import FileFormatError
+from gankit.files._atomic import NotRegularFile, read_regular
 
 STAT_NAMES = ("d_loss", "g_loss", "d_real_logit", "d_fake_logit")
 """What the engine sums on the device each step: both losses and the mean raw logits on the real and fake batch."""
@@ -53,16 +54,20 @@ def read_metrics_log(path: Path) -> list[dict[str, Any]]:
     A missing file is an empty log. A last line cut short by a kill is dropped; any other damage is a
     ``FileFormatError`` naming the file and the line.
     """
-    if not path.exists() and not path.is_symlink():
-        return []
-    if path.is_symlink() or not path.is_file():
-        raise FileFormatError(f"{path} is not a regular file; move it away to start a new log, or restore the run's")
-    if path.stat().st_size > MAX_METRICS_BYTES:
-        raise FileFormatError(f"{path} is larger than {MAX_METRICS_BYTES >> 20} MiB, so it is not a run's metrics log")
     try:
-        text = path.read_bytes().decode("utf-8")
+        raw = read_regular(path, limit=MAX_METRICS_BYTES)
+    except FileNotFoundError:
+        return []
+    except NotRegularFile as exc:
+        raise FileFormatError(
+            f"{path} is not a run's metrics log: {exc.strerror}; move it away to start a new log, or restore the run's"
+        ) from None
+    except OSError as exc:
+        raise FileFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        bad_line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        bad_line = raw[: exc.start].count(b"\n") + 1
         raise FileFormatError(f"{path} is damaged: line {bad_line} is not UTF-8 text") from None
     lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
     rows = []

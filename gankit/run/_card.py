@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from gankit.errors import ConfigError
-from gankit.export import CARD_FILE, ModelCard, at_step, complete, run_card, with_user_fields
-from gankit.files import atomic_write_bytes
+from gankit.export import CARD_FILE, ModelCard, at_step, card_problem, complete, run_card, with_user_fields
+from gankit.files import atomic_write_bytes, read_regular
 from gankit.interfaces import Generator, ImageData
 from gankit.run._config import TrainConfig
 from gankit.run._folder import RunFolder
+
+MAX_CARD_BYTES = 1 << 24
+"""A ``model_card.json`` larger than this is not a run's (an export refuses a card over 1,000,000 characters)."""
 
 
 def record_run_card(
@@ -75,11 +78,42 @@ def read_run_card(run: RunFolder) -> ModelCard | None:
     """``RUN/model_card.json``, or None for a run that has none."""
     path = run.path / CARD_FILE
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
+        card = json.loads(read_regular(path, limit=MAX_CARD_BYTES))
     except FileNotFoundError:
         return None
-    except (ValueError, OSError, RecursionError):
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror or exc}; delete it to export without the run's card"
+        ) from None
+    except (ValueError, RecursionError):
         raise ConfigError(f"{path} is not valid JSON; delete it to export without the run's card") from None
     if not isinstance(card, dict):
         raise ConfigError(f"{path} is not a JSON object; delete it to export without the run's card")
+    problem = card_problem(card)  # an edited card is refused here, not copied into every export
+    if problem is not None:
+        raise ConfigError(f"{path} is damaged: {problem}; delete it to export without the run's card")
     return card
+
+
+def record_scores(run: RunFolder, scores: Mapping[str, float]) -> bool:
+    """Put scores ``gankit eval`` computed for ``run``'s export into that export's model card and ``model_card.json``:
+    ``last_scores``, and ``best_scores`` when their Frechet distance is the best yet. False when the run has no export.
+
+    The export is written again (atomically) with the same weights and metadata; only its card changes.
+    """
+    from gankit.export import load_generator, read_export_metadata, save_generator
+
+    if not run.export_path.is_file():
+        return False
+    meta = read_export_metadata(run.export_path)
+    card = dict(meta.model_card or {})
+    entry = {"step": card.get("steps"), **scores}
+    card["last_scores"] = entry
+    best = card.get("best_scores")
+    best_fd = best.get("frechet_distance") if isinstance(best, dict) else None
+    if not isinstance(best_fd, (int, float)) or scores.get("frechet_distance", float("inf")) <= best_fd:
+        card["best_scores"] = entry
+    generator = load_generator(run.export_path)
+    save_generator(generator, run.export_path, plugin_name=meta.plugin, extra=meta.extra, card=card, overwrite=True)
+    write_run_card(run, complete(card, generator))
+    return True

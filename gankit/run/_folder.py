@@ -9,15 +9,39 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gankit.errors import CheckpointError, ConfigError, FileFormatError
-from gankit.files import atomic_write_bytes, read_metrics_log, remove_stale_temporaries
+from gankit.files import append_regular, atomic_write_bytes, read_metrics_log, read_regular, remove_stale_temporaries
 from gankit.run._config import TrainConfig
 from gankit.run._lock import LOCK_NAME, RunLock, check_unlocked
+from gankit.run._reporting import warn_on_stderr
+
+LATEST = "latest"
+"""The link beside default run folders to the run started last: ``runs/latest``."""
+
+MAX_CONFIG_BYTES = 1 << 24
+"""A ``config.json`` larger than this is not a run's (one is a few kB)."""
+
+
+STARTED_RUN_FILES = frozenset({"config.json", "metrics.jsonl", "model_card.json", "error.log", LOCK_NAME})
+"""What a run writes before its first checkpoint, besides an empty ``samples/``."""
+
+
+def stopped_before_first_checkpoint(path: Path) -> bool:
+    """Whether the folder ``path`` holds a run that stopped before its first checkpoint (a plugin's mistake at step
+    1) and nothing else: no checkpoint, no grid, nothing a user made, so a new run may take it over."""
+    if not (path / "config.json").is_file():
+        return False
+    for entry in path.iterdir():
+        empty_samples = entry.name == "samples" and entry.is_dir() and not any(entry.iterdir())
+        if not empty_samples and not (entry.name in STARTED_RUN_FILES and entry.is_file()):
+            return False
+    return True
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -55,14 +79,37 @@ class RunFolder:
 
     @staticmethod
     def default_path(config: TrainConfig) -> Path:
-        """``runs/<gen>-<loss>-<time>``, with a counter when a run started in the same second."""
-        generator, loss = (name.rpartition(":")[2] for name in (config.generator, config.loss))  # gankit:dcgan
-        base = Path("runs") / f"{generator}-{loss}-{time.strftime('%Y%m%d-%H%M%S')}"
+        """``runs/<data>-<gen>-<loss>[-cond]-<time>``, with a counter when a run started in the same second.
+
+        ``<data>`` is the dataset plugin's name, followed by its ``root`` folder's name when one is set
+        (``folder-pictures``); ``-cond`` marks a class-conditional run.
+        """
+        generator, loss, data = (name.rpartition(":")[2] for name in (config.generator, config.loss, config.dataset))
+        root = config.dataset_options.get("root")
+        if isinstance(root, str) and Path(root).expanduser().name:
+            data += "-" + re.sub(r"[^A-Za-z0-9._-]+", "_", Path(root).expanduser().name)[:40]
+        classes = config.num_classes or config.generator_options.get("num_classes")
+        cond = "-cond" if isinstance(classes, int) and classes > 0 else ""
+        base = Path("runs") / f"{data}-{generator}-{loss}{cond}-{time.strftime('%Y%m%d-%H%M%S')}"
         path, counter = base, 1
         while path.exists():
             counter += 1
             path = base.with_name(f"{base.name}-{counter}")
         return path
+
+    def mark_latest(self) -> None:
+        """Point ``latest`` beside the run folder (``runs/latest``) at it, atomically; a ``latest`` that is not a link
+        (a run named so) is left alone, and so is a file system without links."""
+        link = self.path.parent / LATEST
+        if link.exists() and not link.is_symlink():
+            return
+        temporary = self.path.parent / f".{LATEST}.{os.getpid()}"
+        try:
+            temporary.unlink(missing_ok=True)
+            temporary.symlink_to(self.path.name, target_is_directory=True)
+            os.replace(temporary, link)
+        except OSError:
+            temporary.unlink(missing_ok=True)
 
     @staticmethod
     def check_available(path: Path, *, overwrite: bool = False, locked: bool = False) -> None:
@@ -92,7 +139,14 @@ class RunFolder:
         if is_main and resume:
             check_unlocked(path)
         if is_main and not resume:
-            cls.check_available(path, overwrite=overwrite)
+            if not overwrite and path.is_dir() and stopped_before_first_checkpoint(path):
+                check_unlocked(path)
+                warn_on_stderr(
+                    f"output folder {path} holds only the start of a run that stopped before its first checkpoint "
+                    "and nothing else; this run takes it over"
+                )
+                run.overwrite = True
+            cls.check_available(path, overwrite=run.overwrite)
         return run
 
     def __enter__(self) -> RunFolder:
@@ -149,9 +203,11 @@ class RunFolder:
     def read_config(self) -> dict[str, Any]:
         """The run's recorded configuration (as written by ``write_config``)."""
         try:
-            config = json.loads(self.config_path.read_text())
+            config = json.loads(read_regular(self.config_path, limit=MAX_CONFIG_BYTES))
         except FileNotFoundError:
             raise ConfigError(f"{self.path} is not a gankit run folder (no config.json)") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self.config_path}: {exc.strerror or exc}") from None
         except ValueError:
             raise ConfigError(f"{self.config_path} is not valid JSON; it is not a gankit run configuration") from None
         if not isinstance(config, dict) or "generator" not in config:
@@ -233,9 +289,9 @@ class RunFolder:
         _write(self.config_path, (json.dumps(resolved, indent=2, sort_keys=True) + "\n").encode())
 
     def append_metrics(self, metrics: dict[str, Any]) -> None:
+        """Append one line; a link planted as ``metrics.jsonl`` is never followed (``gankit.files.append_regular``)."""
         try:
-            with self.metrics_path.open("a") as handle:
-                handle.write(json.dumps(metrics) + "\n")
+            append_regular(self.metrics_path, (json.dumps(metrics) + "\n").encode())
         except OSError as exc:
             raise FileFormatError(f"cannot write {self.metrics_path}: {exc.strerror or exc}") from None
 

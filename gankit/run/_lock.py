@@ -1,8 +1,9 @@
 """One writer per run folder: an exclusive OS lock (``flock``) on ``RUN/.lock``, free again when its holder dies.
 
 The lock is the kernel's, not the file's presence: ``kill -9`` of the holder releases it, and a ``.lock`` file
-left behind means nothing. The holder writes its PID into the file (best effort: a full disk must not stop it
-from locking) so that a refused second writer can name it.
+left behind means nothing. A ``.lock`` that is a symbolic link, a FIFO or a device is refused in one line, never
+followed, opened for writing or truncated. The holder writes its PID into the file (best effort: a full disk must
+not stop it from locking) so that a refused second writer can name it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from gankit.errors import ConfigError
+from gankit.files import NotRegularFile, open_regular
 
 LOCK_NAME = ".lock"
 """The lock file's name inside a run folder; never part of what makes a folder "not empty"."""
@@ -65,10 +67,20 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
+def _refused(folder: Path, exc: NotRegularFile) -> ConfigError:
+    what = (exc.strerror or "it is not a regular file").removeprefix("it ")
+    return ConfigError(
+        f"cannot lock run folder {folder}: {folder / LOCK_NAME} {what}; remove it (gankit makes its own lock there)"
+    )
+
+
 def check_unlocked(folder: Path) -> None:
-    """``ConfigError`` naming the holder's PID if another process holds ``folder``'s lock; creates nothing."""
+    """``ConfigError`` naming the holder's PID if another process holds ``folder``'s lock, or if the lock path is not
+    a regular file (a link, a FIFO: never followed, never opened for reading); creates nothing."""
     try:
-        fd = os.open(folder / LOCK_NAME, os.O_RDONLY)
+        fd = open_regular(folder / LOCK_NAME, os.O_RDONLY)
+    except NotRegularFile as exc:
+        raise _refused(folder, exc) from None
     except OSError:
         return  # no lock file (or unreadable): nobody can be holding it through us
     try:
@@ -95,8 +107,10 @@ class RunLock:
         if self._fd is not None:
             return
         while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:  # never through a link (it would truncate its target), never a FIFO (it would hang)
+                fd = open_regular(self.path, os.O_RDWR | os.O_CREAT, mode=0o644)
+            except NotRegularFile as exc:
+                raise _refused(self.folder, exc) from None
             except OSError as exc:
                 raise ConfigError(f"cannot lock run folder {self.folder}: {exc.strerror or exc}") from None
             if not _try_lock(fd):

@@ -23,7 +23,7 @@ from gankit.run._folder import RunFolder
 from gankit.run._reporting import Reporter, SilentReporter, warn_on_stderr
 from gankit.run._trainer import Trainer
 
-OPTIONAL_KEYS = frozenset({"cuda_rng", "elapsed_s", "best_frechet"})
+OPTIONAL_KEYS = frozenset({"cuda_rng", "elapsed_s", "best_frechet", "stat_window"})
 """Keys of ``Trainer.state()`` that ``load_state`` can do without (a CUDA run's RNG resumed on the CPU, old files)."""
 
 _OPTIMIZERS = {"optimizer_g": "generator", "optimizer_d": "discriminator"}
@@ -40,6 +40,7 @@ def restore(trainer: Trainer, run: RunFolder, reporter: Reporter) -> None:
 
     def apply(path: Path, state: dict[str, Any]) -> None:
         check_state(state, template, trainer)
+        check_finite(state)
         recorded = read_checkpoint_metadata(path).get("step")
         if recorded is not None and recorded != str(state["step"]):
             raise ValueError(f"its state is at step {state['step']} but its metadata says step {recorded[:20]!r}")
@@ -53,7 +54,7 @@ def announcer(reporter: Reporter, ranks: Ranks) -> Callable[[str], None]:
     """Where a fallback is announced: the reporter, or stderr when it is silent (``--quiet``); once, by rank 0."""
     if not ranks.is_main:
         return lambda message: None
-    if isinstance(reporter, SilentReporter):
+    if isinstance(reporter, SilentReporter) and type(reporter).warn is SilentReporter.warn:  # not a recorder
         return warn_on_stderr
     return reporter.warn
 
@@ -74,6 +75,22 @@ def check_state(state: dict[str, Any], template: dict[str, Any], trainer: Traine
             _check_optimizer(state[key], expected, [p.shape for p in model.parameters()], key)
         else:
             _check_like(state[key], expected, key)
+
+
+FINITE_KEYS = ("generator", "discriminator", "ema")
+"""The state's model weights: gankit never saves them non-finite, so a checkpoint holding NaN there was changed
+after it was written (with its hash made again) and is passed over like a damaged one."""
+
+
+def check_finite(state: dict[str, Any]) -> None:
+    """``ValueError`` naming the first model tensor of ``state`` holding NaN or infinity."""
+    for key in FINITE_KEYS:
+        weights = state.get(key)
+        if not isinstance(weights, dict):
+            continue
+        for name, tensor in weights.items():
+            if isinstance(tensor, Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"'{key}/{name}' holds NaN or infinite weights")
 
 
 def _check_like(value: Any, expected: Any, where: str) -> None:
