@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_user_error, run
+from cli_helpers import assert_error_line, assert_user_error, run
 from PIL import Image
 
 from gankit.errors import DataError
@@ -258,8 +260,91 @@ def test_folders_that_cannot_be_a_dataset(tmp_path: Path, make: Callable[[Path],
     assert not (tmp_path / "run").exists()
 
 
-def test_root_is_required_and_there_is_no_test_split(images: Path) -> None:
+def test_root_is_required_and_holdout_0_leaves_no_test_split(images: Path) -> None:
     result = run("train", *MODELS, *TRAIN)
     assert_user_error(result, "root", "required")
-    with pytest.raises(DataError, match="only a training split"):
-        create_plugin("dataset", "folder", {"root": images}).load("test")
+    with pytest.raises(DataError, match="no test split: holdout=0 trains on every image"):
+        create_plugin("dataset", "folder", {"root": images, "holdout": 0}).load("test")
+
+
+# -- what is not a regular file, links that loop, a cache too large (issue 22, classes 2 and 7) ----------------------
+
+
+def test_a_fifo_or_a_device_among_the_images_is_skipped_in_one_line_and_never_opened(
+    images: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A FIFO named x.png made `gankit train` wait for ever, and so did a link to /dev/zero: neither is opened."""
+    os.mkfifo(images / "cats" / "x.png")
+    os.symlink("/dev/zero", images / "dogs" / "zero.jpg")
+    with caplog.at_level(logging.WARNING):
+        listing = folder.list_images(images)
+    assert [path.name for path in listing.files] == [
+        "a.png",
+        "b.PNG",
+        "c.jpg",
+        "d.jpeg",
+        "e.jpg",
+        "f.png",
+        "g.png",
+        "h.jpg",
+    ]
+    said = [record.getMessage() for record in caplog.records if "not regular files" in record.getMessage()]
+    assert len(said) == 1 and "skipped 2 file(s)" in said[0] and "x.png (a FIFO)" in said[0]
+    assert "zero.jpg (a device)" in said[0]
+    command = [sys.executable, "-m", "gankit", "train", *TRAIN, *MODELS, "--data-opt", f"root={images}"]
+    command += ["--data-opt", "size=8", "--out", str(tmp_path / "run")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)  # never a hang
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_link_to_a_sibling_class_labels_its_images_once(images: Path) -> None:
+    """``cats/todogs -> dogs`` gave the dogs two labels, although each folder is visited once."""
+    os.symlink(images / "dogs", images / "cats" / "todogs")
+    listing = folder.list_images(images)
+    assert len(listing.files) == 8 and listing.labels == [0, 0, 0, 0, 1, 1, 1, 1]
+    os.symlink(images / "dogs", images / "wolves")  # a class that is another class: which label would be right?
+    with pytest.raises(DataError, match="are the same folder"):
+        folder.list_images(images)
+
+
+def test_a_cache_larger_than_memory_is_refused_before_decoding(tmp_path: Path) -> None:
+    """Under an address-space limit, caching a folder at size=1024 ended in pyo3's PanicException."""
+    resource = pytest.importorskip("resource")
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc to measure the address space a gankit process starts with")
+    probe = "import torch, PIL.Image, gankit.cli, gankit_plugins.folder; print(open('/proc/self/status').read())"
+    status = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    started = int(next(line for line in status.splitlines() if line.startswith("VmSize:")).split()[1]) * 1024
+    limit = started + (1 << 30)  # what a gankit process starts with, and 1 GiB more
+    root = tmp_path / "many"
+    for index in range(400):  # 400 x 3 x 1024 x 1024 bytes, twice: 2.5 GB
+        picture(root / f"{index:03d}.png", 4, 4, seed=index)
+    command = [sys.executable, "-m", "gankit", "train", *TRAIN, "--gen", "mlp", "--data-opt", f"root={root}"]
+    command += ["--data-opt", "size=1024", "--data-opt", "mode=rgb", "--out", str(tmp_path / "run")]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+    )
+    assert_error_line(
+        done.returncode, done.stderr, "decoding 400 images at size 1024 needs about", "lower --data-opt size"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_on_images_that_all_changed_says_so(images: Path, tmp_path: Path) -> None:
+    """Issue 22: `--resume` of a folder run whose images were all replaced said nothing."""
+    out = tmp_path / "run"
+    base = [*TRAIN, *MODELS, "--data-opt", f"root={images}", "--data-opt", "size=8", "--data-opt", "mode=rgb"]
+    assert run("train", *base, "--checkpoint-every", "1", "--out", out).exit_code == 0
+    same = run("train", "--resume", out, "--max-steps", "3")
+    assert same.exit_code == 0 and "training data" not in same.output
+    for index, path in enumerate(sorted(p for p in images.rglob("*") if folder._is_image(p.name))):
+        picture(path, 20, 20, seed=100 + index)
+    changed = run("train", "--resume", out, "--max-steps", "4")
+    assert changed.exit_code == 0, changed.output
+    said = [line for line in changed.output.splitlines() if "the training data is not what" in line]
+    assert len(said) == 1 and str(out) in said[0]

@@ -163,3 +163,19 @@ def test_sample_interpolate_bad_input(export: Path, tmp_path: Path) -> None:
     assert_user_error(run("sample", export, "--interpolate", "2", "--out", out), "w.gif already exists")
     assert (tmp_path / "w.gif").read_bytes() == b"keep" and not out.exists()
     assert run("sample", export, "--interpolate", "2", "--out", out, "--overwrite").exit_code == 0
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_every_channel_count_training_accepts_gets_its_pictures(tmp_path: Path, channels: int) -> None:
+    """2-channel images crashed `gankit train` at its end (no GIF, no loss plot) and `sample --interpolate`
+    (issue 22): Pillow builds no palette from a luminance-and-alpha grid."""
+    out = tmp_path / "run"
+    args = ["--gen", "mlp", "--gen-opt", "hidden=8", "--disc-opt", "hidden=8", "--dataset", "fake", "--data-opt"]
+    args += ["size=32", "--data-opt", f"channels={channels}", "--batch-size", "8", "--max-steps", "3"]
+    result = run("train", *args, "--device", "cpu", "--quiet", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "samples.gif").is_file() and (out / "loss.png").is_file()
+    walk = run("sample", out, "--interpolate", "3", "--steps", "2", "--out", tmp_path / "walk.png")
+    assert walk.exit_code == 0, walk.output
+    with Image.open(tmp_path / "walk.gif") as gif:
+        assert gif.n_frames == 6

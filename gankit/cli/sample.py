@@ -19,7 +19,13 @@ if TYPE_CHECKING:
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the latent batch.")
 @click.option("--label", type=click.IntRange(0), default=None, help="Class to draw (conditional generators only).")
 @click.option("--nrow", type=click.IntRange(1), default=None, help="Images per grid row [default: square grid].")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("samples.png"), show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The picture to write [default: samples.png here; with --interpolate, beside SOURCE: walk.png in a run "
+    "folder, <name>.walk.png beside a file].",
+)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
@@ -36,7 +42,7 @@ def command(
     seed: int,
     label: int | None,
     nrow: int | None,
-    out: Path,
+    out: Path | None,
     overwrite: bool,
     device: str,
     interpolate: int | None,
@@ -50,22 +56,20 @@ def command(
     import torch
 
     from gankit.errors import ConfigError
-    from gankit.generator_source import load_any_generator, nonfinite_summary, nonfinite_tensors
+    from gankit.generator_source import load_any_generator, sampling_verdict
     from gankit.pictures import sample_images, save_image_grid
-    from gankit.registry import check_generator, registry
     from gankit.run import resolve_device
 
+    out = out or (walk_output(source) if interpolate is not None else Path("samples.png"))
     refuse_to_overwrite(out, overwrite=overwrite)
     if interpolate is not None:
         _check_walk_options(out, overwrite=overwrite)
     elif steps is not None:
         raise ConfigError("--steps needs --interpolate K")
     generator = load_any_generator(source, device=str(resolve_device(device)))  # type: ignore[arg-type]
-    bad = nonfinite_tensors(generator)
-    if bad:  # drawn anyway: the grid shows what the weights do, and the user may want to see it
-        click.echo(f"warning: {nonfinite_summary(source, bad)}; its samples will be blank or noise", err=True)
-    else:  # the plugin contract: shape, dtype and range of one tiny batch
-        check_generator(generator, registry.who_built("generator", generator))
+    warning = sampling_verdict(generator, source)  # the plugin contract on one tiny batch; gankit info says the same
+    if warning is not None:  # drawn anyway: the grid shows what the weights do, and the user may want to see it
+        click.echo(f"warning: {warning}", err=True)
     labels = None
     if label is not None:
         if generator.num_classes == 0:
@@ -81,6 +85,12 @@ def command(
     images = sample_images(generator, count, seed=seed, labels=labels)
     save_image_grid(images, out, nrow=nrow)
     click.echo(f"wrote {count} samples to {out}")
+
+
+def walk_output(source: Path) -> Path:
+    """Where a latent walk goes unless ``--out`` says: beside its source, as ``gankit eval`` writes its report
+    (``walk.png`` in a run folder, whose ``samples.gif`` is the training's; ``<name>.walk.png`` beside a file)."""
+    return source / "walk.png" if source.is_dir() else source.with_name(f"{source.stem}.walk.png")
 
 
 def _check_walk_options(out: Path, *, overwrite: bool) -> None:

@@ -6,6 +6,7 @@ Help lines come from ``TrainConfig``'s field descriptions, so the flags and the 
 from __future__ import annotations
 
 import errno
+import logging
 import sys
 import textwrap
 from collections.abc import Callable
@@ -67,6 +68,7 @@ def fold_old_spellings(flags: dict[str, Any]) -> None:
 @config_option("lr_d", "--lr-d", type=float)
 @config_option("betas", "--betas", type=float, nargs=2, metavar="B1 B2")
 @config_option("d_steps", "--d-steps", type=int)
+@config_option("augment", "--augment", metavar="POLICY")
 @config_option("lr_schedule", "--lr-schedule", type=click.Choice(["constant", "linear", "cosine"]))
 @config_option("lr_warmup", "--lr-warmup", type=int)
 @config_option("latent_dim", "--latent-dim", type=int)
@@ -125,15 +127,7 @@ def command(
 
     Example: gankit train --gen dcgan --loss nonsat --epochs 1
     """
-    fold_old_spellings(flags)
-    for kind, (flag, _) in OPTION_FLAGS.items():
-        field = f"{kind}_options"
-        flags[field] = parse_key_values(flags[field], flag=flag) if flags[field] else None
-    for field in ("betas", "trackers"):  # an unset nargs or multiple flag is (), which must not override
-        if flags[field] == ():
-            flags[field] = None
-    if flags["trackers"] is not None:
-        flags["trackers"] = list(flags["trackers"])
+    flags = config_values(flags)
     file_values = read_toml(config_file) if config_file else {}
     if resume_dir is not None:
         from gankit.run import RunFolder, resume_config
@@ -151,6 +145,10 @@ def command(
     from gankit.run import PlainReporter, RichReporter, train
 
     reporter = None if quiet else RichReporter() if sys.stdout.isatty() else PlainReporter()
+    if quiet:  # the data's and the classifier's lines too; warnings still show
+        from gankit.cli import show_messages
+
+        show_messages(logging.WARNING)
     try:
         train(config, reporter=reporter, overwrite=overwrite, resume=resume_dir is not None)
     except OSError as exc:  # a write gankit does not wrap itself (a plugin's, a tracker's) on a full disk
@@ -160,6 +158,24 @@ def command(
     finally:
         if reporter is not None:
             reporter.close()
+
+
+def config_values(flags: dict[str, Any]) -> dict[str, Any]:
+    """The parsed flags as ``TrainConfig`` values, ``None`` where not given (so the file or the default applies).
+
+    ``gankit compare`` turns each arm's options into values through this too, so an arm means what it means here.
+    """
+    flags = dict(flags)
+    fold_old_spellings(flags)
+    for kind, (flag, _) in OPTION_FLAGS.items():
+        field = f"{kind}_options"
+        flags[field] = parse_key_values(flags[field], flag=flag) if flags[field] else None
+    for field in ("betas", "trackers"):  # an unset nargs or multiple flag is (), which must not override
+        if flags[field] == ():
+            flags[field] = None
+    if flags["trackers"] is not None:
+        flags["trackers"] = list(flags["trackers"])
+    return flags
 
 
 def flag_names(train: click.Command) -> dict[str, str]:
@@ -173,6 +189,11 @@ def given_by(file_values: dict[str, Any], flags: dict[str, Any], config_file: Pa
     Option tables have an entry per option too (``generator_options.width``), since the two merge key by key.
     """
     names = flag_names(command)
+    negations = {
+        param.name: param.secondary_opts[0]
+        for param in command.params
+        if isinstance(param, click.Option) and param.name and param.secondary_opts
+    }  # --ema/--no-ema: a False came from --no-ema
     sources: dict[str, str] = {}
     for key, value in file_values.items():
         sources[key] = f"{key} from {config_file}"
@@ -180,7 +201,7 @@ def given_by(file_values: dict[str, Any], flags: dict[str, Any], config_file: Pa
             sources.update({f"{key}.{option}": f"[{key}] of {config_file}" for option in value})
     for key, value in flags.items():
         if value is not None:
-            sources[key] = names.get(key, key)
+            sources[key] = negations[key] if value is False and key in negations else names.get(key, key)
             if isinstance(value, dict):
                 sources.update({f"{key}.{option}": sources[key] for option in value})
     return sources

@@ -28,52 +28,62 @@ FEATURE_DIM = 128
 
 
 class DigitClassifier(nn.Module):
-    """A LeNet-style CNN: three strided conv layers with batch norm, 128 hidden units (the features), 10 logits.
+    """A LeNet-style CNN: three strided conv layers with batch norm, 128 hidden units (the features), one logit per
+    class.
 
-    Inputs are images in ``[-1, 1]`` of shape ``(N, C, H, W)``: any side is resized to 28x28 (bilinear,
-    antialiased) and several channels are averaged to one, so every built-in image size can be scored.
+    The defaults are the shipped MNIST classifier (1 channel, 28x28, 10 digits); ``train_classifier`` makes one of
+    the same design for any labelled dataset (``gankit.evaluation``), at that data's channels, side and classes.
+    Inputs are images in ``[-1, 1]`` of shape ``(N, C, H, W)``: any side is resized to ``side`` (bilinear,
+    antialiased), and a one-channel classifier averages several channels to one, so every built-in image size can be
+    scored.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, channels: int = 1, side: int = IMAGE_SIDE, num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
+        self.channels, self.side, self.num_classes = channels, side, num_classes
         # Strided convolutions subsample where LeNet pools: a network this small is bound by memory traffic on a
         # CPU, and they never write full-resolution activations (about 30% faster than a pooled LeNet here).
-        self.conv1 = nn.Conv2d(1, 32, 5, stride=2, padding=2, bias=False)  # 28 -> 14
+        self.conv1 = nn.Conv2d(channels, 32, 5, stride=2, padding=2, bias=False)  # 28 -> 14
         self.bn1 = nn.BatchNorm2d(32)
         self.conv2 = nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False)  # 14 -> 7
         self.bn2 = nn.BatchNorm2d(64)
         self.conv3 = nn.Conv2d(64, 64, 3, stride=2, padding=1, bias=False)  # 7 -> 4
         self.bn3 = nn.BatchNorm2d(64)
-        self.fc1 = nn.Linear(64 * 4 * 4, FEATURE_DIM)
-        self.fc2 = nn.Linear(FEATURE_DIM, NUM_CLASSES)
+        reduced = side
+        for _ in range(3):
+            reduced = (reduced + 1) // 2
+        self.fc1 = nn.Linear(64 * reduced * reduced, FEATURE_DIM)
+        self.fc2 = nn.Linear(FEATURE_DIM, num_classes)
         self.dropout = nn.Dropout(0.3)
 
     @staticmethod
-    def prepare(images: Tensor) -> Tensor:
-        """Bring ``(N, C, H, W)`` images in ``[-1, 1]`` to float32 ``(N, 1, 28, 28)``."""
+    def prepare(images: Tensor, side: int = IMAGE_SIDE, channels: int = 1) -> Tensor:
+        """Bring ``(N, C, H, W)`` images in ``[-1, 1]`` to float32 ``(N, channels, side, side)``."""
         if images.dim() != 4:
             raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
         batch = images.float()
-        if batch.shape[1] != 1:
+        if batch.shape[1] != channels:
+            if channels != 1:
+                raise ValueError(f"expected images of {channels} channels, got {batch.shape[1]}")
             batch = batch.mean(dim=1, keepdim=True)
-        if batch.shape[-2:] != (IMAGE_SIDE, IMAGE_SIDE):
-            batch = F.interpolate(batch, size=(IMAGE_SIDE, IMAGE_SIDE), mode="bilinear", antialias=True)
+        if batch.shape[-2:] != (side, side):
+            batch = F.interpolate(batch, size=(side, side), mode="bilinear", antialias=True)
         return batch
 
     def features(self, images: Tensor) -> Tensor:
         """The penultimate layer: ``(N, 128)`` non-negative activations (after ReLU)."""
-        x = self.prepare(images)
+        x = self.prepare(images, self.side, self.channels)
         x = F.relu(self.bn1(self.conv1(x)))
         x = F.relu(self.bn2(self.conv2(x)))
         x = F.relu(self.bn3(self.conv3(x)))
         return F.relu(self.fc1(x.flatten(1)))
 
     def classify(self, features: Tensor) -> Tensor:
-        """Logits ``(N, 10)`` from the output of ``features``."""
+        """Logits ``(N, num_classes)`` from the output of ``features``."""
         return self.fc2(self.dropout(features))  # type: ignore[no-any-return]
 
     def forward(self, images: Tensor) -> Tensor:
-        """Logits ``(N, 10)``."""
+        """Logits ``(N, num_classes)``."""
         return self.classify(self.features(images))
 
 

@@ -1,28 +1,36 @@
 """Score a generator against a real dataset (MNIST by default) with every metric of ``gankit.evaluation``.
 
-    pass  # merged
     scores = evaluate_generator(generator, n=10_000, seed=0)   # {"frechet_distance": ..., "kid": ..., ...}
     floor = reference_metrics(n=10_000, seed=0)                # real training images scored the same way
+    evaluate_generator(generator, dataset="folder", dataset_options={"root": "~/pictures"})
 
-Samples are drawn with ``gankit.pictures.sample_images`` (latents from ``seed``), passed through the shipped digit
-classifier, and compared with the classifier's outputs on the reference dataset's test split (``dataset=``, any
-dataset plugin; the 10,000 MNIST test images by default). Those real outputs are computed once per process, device
-and dataset and kept (``mnist_test_reference``); nothing else is global. ``check_reference_fits`` refuses a
-generator whose images cannot be compared with the reference's. The same seed
-gives the same numbers, and nothing touches the global random generators, so evaluating during training does not
-change the run.
+Samples are drawn with ``gankit.pictures.sample_images`` (latents from ``seed``), passed through a feature
+extractor (``features=``, ``gankit.evaluation``: by default the reference dataset's classifier, the shipped digit
+classifier for MNIST), and compared with the extractor's outputs on the reference dataset's test split
+(``dataset=`` and ``dataset_options=``, any dataset plugin; the 10,000 MNIST test images by default; a folder's
+held-out images). Those real outputs are computed once per process, device, dataset and extractor and kept; nothing
+else is global. ``check_reference_fits`` refuses a generator whose images cannot be compared with the reference's.
+The same seed gives the same numbers, and nothing touches the global random generators, so evaluating during
+training does not change the run.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 from torch import Tensor
 
 from gankit.errors import ConfigError, GankitError
-from gankit.evaluation._classifier import NUM_CLASSES, DigitClassifier, load_classifier
+from gankit.evaluation._features import (
+    ClassifierFeatures,
+    FeatureExtractor,
+    ReferenceData,
+    build_features,
+)
 from gankit.evaluation._metrics import (
     conditional_accuracy,
     feature_statistics,
@@ -41,23 +49,29 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 METRICS: dict[str, tuple[str, str]] = {
-    "frechet_distance": ("lower", "Frechet distance of the classifier features to those of the real test images"),
+    "frechet_distance": ("lower", "Frechet distance of the features to those of the real test images"),
     "kid": ("lower", "kernel inception distance: unbiased MMD^2, cubic kernel, mean over 100 subsets"),
     "kid_std": ("", "standard deviation of KID over the subsets"),
     "precision": ("higher", "share of samples inside the manifold of real images (k=3)"),
     "recall": ("higher", "share of real images inside the manifold of the samples (k=3)"),
-    "mnist_score": ("higher", "exp(E[KL(p(y|x) || p(y))]), between 1 and 10"),
-    "modes_covered": ("higher", "digits making up at least 1% of the samples (of 10)"),
-    "mode_kl": ("lower", "KL divergence of the predicted digit histogram from uniform, in nats"),
-    "class_accuracy": ("higher", "how often the classifier reads the digit asked for (conditional only)"),
+    "mnist_score": ("higher", "exp(E[KL(p(y|x) || p(y))]) with the digit classifier, between 1 and 10"),
+    "class_score": ("higher", "exp(E[KL(p(y|x) || p(y))]) with the dataset's classifier, between 1 and its classes"),
+    "modes_covered": ("higher", "classes making up at least 1/10 of their fair share of the samples"),
+    "mode_kl": ("lower", "KL divergence of the predicted class histogram from uniform, in nats"),
+    "class_accuracy": ("higher", "how often the classifier reads the class asked for (conditional only)"),
 }
-"""Every metric ``evaluate_generator`` may return -> (which direction is better, one-line description)."""
+"""Every metric ``evaluate_generator`` may return -> (which direction is better, one-line description). The class
+score is ``mnist_score`` with the shipped digit classifier and ``class_score`` with any other dataset's; an extractor
+that does not classify (``--features inception``) gives neither, nor the coverage."""
 
 REFERENCE_DATASET = "mnist"
 """The dataset plugin whose test split samples are compared with unless told otherwise (``--reference-dataset``)."""
 
+DEFAULT_FEATURES = "classifier"
+"""The feature extractor unless told otherwise (``--features``; ``gankit.evaluation``)."""
+
 BATCH_SIZE = 500
-"""Images per batch through the classifier (and the generator) unless told otherwise."""
+"""Images per batch through the extractor (and the generator) unless told otherwise."""
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -66,14 +80,15 @@ PR_NEIGHBOURS = 3
 
 @dataclass
 class Reference:
-    """The classifier's outputs on a set of real images: what samples are compared with.
+    """The extractor's outputs on a set of real images: what samples are compared with.
 
     Precision and recall compare equally many real and generated samples (the k-NN radii depend on the set's
     size), so for ``n`` samples they use ``n`` real images drawn with the evaluation seed; their radii are cached.
+    ``probs`` is None for an extractor that does not classify.
     """
 
     features: Tensor
-    probs: Tensor
+    probs: Tensor | None
     labels: Tensor
     image_shape: tuple[int, ...] | None = None
     """``(C, H, W)`` of the real images, when known."""
@@ -102,57 +117,91 @@ class Reference:
         return self._manifolds[key]
 
 
-_CACHE: dict[tuple[str, str], tuple[DigitClassifier, Reference]] = {}
-"""(device, dataset) -> (classifier, its outputs on the dataset's test split): the one state kept between calls."""
+_CACHE: dict[tuple[str, str, str, str], tuple[FeatureExtractor, Reference]] = {}
+"""(device, dataset, its options, extractor) -> (extractor, its outputs on the dataset's test split): the one state
+kept between calls."""
 
 
-def _real_images(dataset: str, split: Split) -> ImageData:
-    """A split of the dataset plugin ``dataset``, checked against the contract."""
-    return load_split(dataset, split)
+def _real_images(dataset: str, split: Split, options: Mapping[str, Any] | None = None) -> ImageData:
+    """A split of the dataset plugin ``dataset`` with ``options``, checked against the contract."""
+    return load_split(dataset, split, options)
 
 
-def classify_images(images: Tensor, classifier: DigitClassifier, *, batch_size: int = 500) -> tuple[Tensor, Tensor]:
-    """Features ``(N, 128)`` and class probabilities ``(N, 10)`` of images in ``[-1, 1]`` (or uint8), float32.
+def classify_images(
+    images: Tensor, extractor: FeatureExtractor, *, batch_size: int = 500
+) -> tuple[Tensor, Tensor | None]:
+    """Features ``(N, D)`` and class probabilities ``(N, K)`` (None when the extractor does not classify) of images
+    in ``[-1, 1]`` (or uint8), float32.
 
-    Batches are moved to the classifier's device; the results stay there.
+    Batches are moved to the extractor's device; the results stay there.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = next(classifier.parameters()).device
     features, probs = [], []
     with torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
-            batch = images[start : start + batch_size].to(device)
+            batch = images[start : start + batch_size].to(extractor.device)
             if batch.dtype == torch.uint8:
                 batch = to_unit_range(batch)
-            batch_features = classifier.features(batch)
+            batch_features = extractor.features(batch).float()
             features.append(batch_features)
-            probs.append(classifier.classify(batch_features).softmax(dim=1))
-    return torch.cat(features), torch.cat(probs)
+            if extractor.num_classes:
+                probs.append(extractor.class_probabilities(batch_features).float())
+    return torch.cat(features), (torch.cat(probs) if probs else None)
 
 
-def _classifier_and_reference(
-    device: str | torch.device, batch_size: int, dataset: str = REFERENCE_DATASET
-) -> tuple[DigitClassifier, Reference]:
-    key = (str(torch.device(device)), dataset)
+def _extractor_and_reference(
+    device: str | torch.device,
+    batch_size: int,
+    dataset: str = REFERENCE_DATASET,
+    options: Mapping[str, Any] | None = None,
+    features: str = DEFAULT_FEATURES,
+) -> tuple[FeatureExtractor, Reference]:
+    resolved = torch.device(device)
+    key = (str(resolved), dataset, json.dumps(dict(options or {}), sort_keys=True, default=str), features)
     if key not in _CACHE:
-        classifier = load_classifier(device)
-        test = _real_images(dataset, "test")
-        _CACHE[key] = (classifier, _reference(classifier, test.images, test.labels, batch_size=batch_size))
+        test = _real_images(dataset, "test", options)
+        reference_data = ReferenceData(
+            dataset=dataset, train=lambda: _real_images(dataset, "train", options), test=test, device=resolved
+        )
+        extractor = build_features(features, reference_data)
+        _CACHE[key] = (extractor, _reference(extractor, test.images, test.labels, batch_size=batch_size))
     return _CACHE[key]
 
 
-def _reference(classifier: DigitClassifier, images: Tensor, labels: Tensor, *, batch_size: int) -> Reference:
-    features, probs = classify_images(images, classifier, batch_size=batch_size)
+def _reference(extractor: FeatureExtractor, images: Tensor, labels: Tensor, *, batch_size: int) -> Reference:
+    features, probs = classify_images(images, extractor, batch_size=batch_size)
+    if len(features) < PR_NEIGHBOURS + 1:
+        raise GankitError(
+            f"the reference holds {len(features)} images, too few to compare samples with; it needs "
+            f"{PR_NEIGHBOURS + 1} at least (a folder: more images, or a larger holdout)"
+        )
     return Reference(features, probs, labels.to(features.device), tuple(images.shape[1:]))
 
 
+def feature_extractor(
+    device: str | torch.device = "cpu",
+    *,
+    batch_size: int = BATCH_SIZE,
+    dataset: str = REFERENCE_DATASET,
+    dataset_options: Mapping[str, Any] | None = None,
+    features: str = DEFAULT_FEATURES,
+) -> FeatureExtractor:
+    """The extractor ``features`` for ``dataset`` on ``device``: what its scores are computed with (cached)."""
+    return _extractor_and_reference(device, batch_size, dataset, dataset_options, features)[0]
+
+
 def mnist_test_reference(
-    device: str | torch.device = "cpu", *, batch_size: int = 500, dataset: str = REFERENCE_DATASET
+    device: str | torch.device = "cpu",
+    *,
+    batch_size: int = 500,
+    dataset: str = REFERENCE_DATASET,
+    dataset_options: Mapping[str, Any] | None = None,
+    features: str = DEFAULT_FEATURES,
 ) -> Reference:
-    """The classifier's outputs on the test split of ``dataset`` (10,000 MNIST digits by default) on ``device``,
+    """The extractor's outputs on the test split of ``dataset`` (10,000 MNIST digits by default) on ``device``,
     computed once per process."""
-    return _classifier_and_reference(device, batch_size, dataset)[1]
+    return _extractor_and_reference(device, batch_size, dataset, dataset_options, features)[1]
 
 
 def check_reference_fits(
@@ -162,12 +211,14 @@ def check_reference_fits(
     recorded_dataset: str | None = None,
     device: str | torch.device = "cpu",
     batch_size: int = 500,
+    dataset_options: Mapping[str, Any] | None = None,
+    features: str = DEFAULT_FEATURES,
 ) -> None:
     """``ConfigError`` (one line) unless ``generator``'s samples can be compared with ``dataset``'s test images.
 
     Refused: a generator recorded as trained on another dataset (``recorded_dataset``, from its run or export); a
-    channel count other than the reference's; non-square images; and a reference that is not single-channel, since
-    the shipped classifier reads digits. Image sides may differ: samples and real images are both resized to 28x28.
+    channel count other than the reference's; non-square images. Image sides may differ: samples and real images are
+    both resized to what the extractor reads.
     """
     force = "; pass --force to score it anyway"
     if recorded_dataset and split_name(recorded_dataset)[1] != split_name(dataset)[1]:
@@ -175,34 +226,33 @@ def check_reference_fits(
             f"the generator was trained on dataset '{recorded_dataset}' but would be scored against '{dataset}'; "
             f"pass --reference-dataset {split_name(recorded_dataset)[1]}{force}"
         )
-    reference_shape = mnist_test_reference(device, batch_size=batch_size, dataset=dataset).image_shape or ()
     channels, height, width = generator.image_shape
+    if height != width:
+        raise ConfigError(
+            f"the generator makes non-square images {tuple(generator.image_shape)}; the evaluation "
+            f"classifier reads square images{force}"
+        )
+    reference = mnist_test_reference(
+        device, batch_size=batch_size, dataset=dataset, dataset_options=dataset_options, features=features
+    )
+    reference_shape = reference.image_shape or ()
     if reference_shape and channels != reference_shape[0]:
         raise ConfigError(
             f"the generator makes images of shape {tuple(generator.image_shape)} but the reference dataset "
             f"'{dataset}' holds {tuple(reference_shape)}: {channels} channel(s) against {reference_shape[0]}; score "
             f"it against a dataset like the one it was trained on{force}"
         )
-    if height != width:
-        raise ConfigError(
-            f"the generator makes non-square images {tuple(generator.image_shape)}; the evaluation "
-            f"classifier reads square 28x28 digits{force}"
-        )
-    if reference_shape and reference_shape[0] != 1:
-        raise ConfigError(
-            f"the reference dataset '{dataset}' has {reference_shape[0]} channels, but gankit's evaluation "
-            f"classifier is an MNIST digit classifier for 1-channel images{force}"
-        )
 
 
 def reference_from_images(
     images: Tensor, labels: Tensor, *, device: str | torch.device = "cpu", batch_size: int = 500
 ) -> Reference:
-    """A ``Reference`` from other real images (uint8 or ``[-1, 1]``, at least 4), to pass as ``reference=``."""
+    """A ``Reference`` from other real images (uint8 or ``[-1, 1]``, at least 4), to pass as ``reference=`` with the
+    default (MNIST) extractor."""
     if images.dim() != 4 or images.shape[0] < PR_NEIGHBOURS + 1 or labels.shape != (images.shape[0],):
         raise ValueError(f"need (N, C, H, W) images with N >= {PR_NEIGHBOURS + 1} and N labels")
-    classifier = _classifier_and_reference(device, batch_size)[0]
-    return _reference(classifier, images, labels, batch_size=batch_size)
+    extractor = _extractor_and_reference(device, batch_size)[0]
+    return _reference(extractor, images, labels, batch_size=batch_size)
 
 
 class Scoring(TypedDict, total=False):
@@ -213,6 +263,8 @@ class Scoring(TypedDict, total=False):
     device: str | torch.device
     reference: Reference | None
     dataset: str
+    dataset_options: Mapping[str, Any] | None
+    features: str
 
 
 def evaluate_images(
@@ -224,47 +276,50 @@ def evaluate_images(
     device: str | torch.device = "cpu",
     reference: Reference | None = None,
     dataset: str = REFERENCE_DATASET,
+    dataset_options: Mapping[str, Any] | None = None,
+    features: str = DEFAULT_FEATURES,
 ) -> dict[str, float]:
-    """Every metric of ``METRICS`` for ``(N, C, H, W)`` images in ``[-1, 1]`` or uint8 (any side, N >= 4).
+    """Every metric of ``METRICS`` the extractor allows for ``(N, C, H, W)`` images in ``[-1, 1]`` or uint8 (any
+    side, N >= 4).
 
-    ``labels`` are the digits the images were meant to show (adds ``class_accuracy``). ``reference`` defaults to
-    the test split of ``dataset`` (MNIST); ``seed`` picks the KID subsets and the real images precision and recall
-    compare with.
+    ``labels`` are the classes the images were meant to show (adds ``class_accuracy``). ``reference`` defaults to
+    the test split of ``dataset`` with ``dataset_options`` (MNIST's); ``features`` names the extractor; ``seed``
+    picks the KID subsets and the real images precision and recall compare with.
     """
     if images.dim() != 4 or images.shape[0] < PR_NEIGHBOURS + 1:
         raise ValueError(f"need at least {PR_NEIGHBOURS + 1} images (N, C, H, W), got shape {tuple(images.shape)}")
     if images.is_floating_point() and not bool(torch.isfinite(images).all()):
         raise GankitError("the images to score contain NaN or infinite values: the generator has diverged")
-    classifier, test_reference = _classifier_and_reference(device, batch_size, dataset)
+    extractor, test_reference = _extractor_and_reference(device, batch_size, dataset, dataset_options, features)
     if reference is None:
         reference = test_reference
-    features, probs = classify_images(images, classifier, batch_size=batch_size)
-    n = features.shape[0]
+    found, probs = classify_images(images, extractor, batch_size=batch_size)
+    n = found.shape[0]
 
     kid, kid_std = kernel_inception_distance(
-        features,
+        found,
         reference.features,
         subsets=KID_SUBSETS,
         subset_size=KID_SUBSET_SIZE,
         generator=torch.Generator().manual_seed(seed),
     )
     real, real_radii = reference.manifold(n, seed=seed)
-    precision, recall = precision_recall(real, features, k=PR_NEIGHBOURS, real_radii=real_radii)
-    covered, kl = mode_coverage(probs)
+    precision, recall = precision_recall(real, found, k=PR_NEIGHBOURS, real_radii=real_radii)
     scores = {
-        "frechet_distance": frechet_distance_from_statistics(
-            *feature_statistics(features), reference.mean, reference.cov
-        ),
+        "frechet_distance": frechet_distance_from_statistics(*feature_statistics(found), reference.mean, reference.cov),
         "kid": kid,
         "kid_std": kid_std,
         "precision": precision,
         "recall": recall,
-        "mnist_score": mnist_score(probs),
-        "modes_covered": float(covered),
-        "mode_kl": kl,
     }
-    if labels is not None:
-        scores["class_accuracy"] = conditional_accuracy(probs, labels)
+    if probs is not None:
+        covered, kl = mode_coverage(probs)
+        shipped = isinstance(extractor, ClassifierFeatures) and extractor.shipped
+        scores["mnist_score" if shipped else "class_score"] = mnist_score(probs)
+        scores["modes_covered"] = float(covered)
+        scores["mode_kl"] = kl
+        if labels is not None:
+            scores["class_accuracy"] = conditional_accuracy(probs, labels)
     return scores
 
 
@@ -273,16 +328,25 @@ def evaluate_generator(
 ) -> dict[str, float]:
     """Draw ``n`` samples from ``generator`` with latents from ``seed`` and score them (see ``METRICS``) against
     ``dataset``'s test split (see ``check_reference_fits`` for what fits). ``scoring`` is ``evaluate_images``'s
-    ``batch_size`` (also the generator's), ``device``, ``reference`` and ``dataset``.
+    ``batch_size`` (also the generator's), ``device``, ``reference``, ``dataset``, ``dataset_options`` and
+    ``features``.
 
-    The generator runs where it is and is left in the mode it was in; ``device`` is where the classifier and
-    the statistics run. A conditional generator over 10 classes is asked for each digit in turn and also gets
-    ``class_accuracy``. For n = 10,000 on a busy 2-core CPU the classifier and the metrics take about 20 s on top
-    of drawing the samples; the first call of a process adds about 10 s for the test set's features.
+    The generator runs where it is and is left in the mode it was in; ``device`` is where the extractor and the
+    statistics run. A conditional generator with as many classes as the extractor is asked for each class in turn
+    and also gets ``class_accuracy``. For n = 10,000 on a busy 2-core CPU the classifier and the metrics take about
+    20 s on top of drawing the samples; the first call of a process adds about 10 s for the test set's features (and,
+    for a dataset other than MNIST, the first call ever trains its classifier, once).
     """
-    labels = None  # other conditional generators get their classes in turn, but those are not digits to check
-    if generator.num_classes == NUM_CLASSES:
-        labels = torch.arange(n, dtype=torch.int64) % NUM_CLASSES
+    extractor = feature_extractor(
+        scoring.get("device", "cpu"),
+        batch_size=scoring.get("batch_size", BATCH_SIZE),
+        dataset=scoring.get("dataset", REFERENCE_DATASET),
+        dataset_options=scoring.get("dataset_options"),
+        features=scoring.get("features", DEFAULT_FEATURES),
+    )
+    labels = None  # other conditional generators get their classes in turn, but those are not classes to check
+    if generator.num_classes and generator.num_classes == extractor.num_classes:
+        labels = torch.arange(n, dtype=torch.int64) % generator.num_classes
     images = sample_images(generator, n, seed=seed, labels=labels, batch_size=scoring.get("batch_size", BATCH_SIZE))
     return evaluate_images(images, labels=labels, seed=seed, **scoring)
 
@@ -290,11 +354,13 @@ def evaluate_generator(
 def reference_metrics(*, n: int = 10_000, seed: int = 0, **scoring: Unpack[Scoring]) -> dict[str, float]:
     """The floor: ``n`` training images of ``dataset`` (MNIST) drawn with ``seed`` scored as if they were samples.
 
-    What a perfect generator of MNIST digits would get; ``class_accuracy`` is the classifier's accuracy on them.
-    ``scoring`` is ``evaluate_images``'s ``batch_size``, ``device``, ``reference`` and ``dataset``.
+    What a perfect generator of the dataset would get; ``class_accuracy`` is the classifier's accuracy on them.
+    ``scoring`` is ``evaluate_images``'s ``batch_size``, ``device``, ``reference``, ``dataset``, ``dataset_options``
+    and ``features``. For a dataset whose classifier was trained on these very images, it is its training accuracy.
     """
-    train = _real_images(scoring.get("dataset", REFERENCE_DATASET), "train")
-    if not 0 < n <= len(train.images):
-        raise ValueError(f"n must be in [1, {len(train.images)}], got {n}")
+    train = _real_images(scoring.get("dataset", REFERENCE_DATASET), "train", scoring.get("dataset_options"))
+    n = min(n, len(train.images))
+    if n < PR_NEIGHBOURS + 1:
+        raise ValueError(f"n must be at least {PR_NEIGHBOURS + 1}, got {n}")
     picked = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(seed))[:n]
     return evaluate_images(train.images[picked], labels=train.labels[picked], seed=seed, **scoring)

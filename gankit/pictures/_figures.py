@@ -15,9 +15,19 @@ def save_progress_gif(frames: Sequence[Path], path: Path, *, frame_ms: int = 600
 
     if not frames:
         return
-    images = [Image.open(frame).convert("P", palette=Image.Palette.ADAPTIVE) for frame in frames]
+    images = [_paletted(Image.open(frame)) for frame in frames]
     durations = [frame_ms] * (len(images) - 1) + [frame_ms * 4 if hold_last else frame_ms]
     images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+
+
+def _paletted(image: Any) -> Any:
+    """A GIF frame: the picture in an adaptive palette, which Pillow builds only from grayscale, RGB or RGBA; the
+    grid of a 2-channel generator is luminance and alpha (LA), so it goes through RGBA first."""
+    from PIL import Image
+
+    if image.mode not in ("L", "RGB", "RGBA"):
+        image = image.convert("RGBA")
+    return image.convert("P", palette=Image.Palette.ADAPTIVE)
 
 
 def plot_losses(metrics: Sequence[dict[str, Any]], path: Path) -> None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gankit.run._batches import resized_uint8 as resized_uint8
     from gankit.run._card import checkpoint_card as checkpoint_card
     from gankit.run._card import read_run_card as read_run_card
+    from gankit.run._card import record_scores as record_scores
     from gankit.run._card import run_export_card as run_export_card
     from gankit.run._config import RESUMABLE as RESUMABLE
     from gankit.run._config import TrainConfig as TrainConfig

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from gankit.errors import ConfigError, format_validation_error
 from gankit.files import printable, split_key_value
-from gankit.registry import Registry, registry
+from gankit.registry import Registry, registry, same_distribution, split_name
 
 # -- from config.py ----------------------------------------------------------------------------------------------
 
@@ -50,6 +50,11 @@ class TrainConfig(BaseModel):
     lr_d: float = Field(5e-4, gt=0, le=1, description="Adam learning rate of the discriminator.")
     betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas (beta1, beta2), each in [0, 1).")
     d_steps: int = Field(1, ge=1, le=100, description="Discriminator (critic) steps per generator step.")
+    augment: str | None = Field(
+        None,
+        description="Differentiable augmentation before D, of real and fake images: a comma-separated policy of "
+        "color, translation, cutout, and adaptive for ADA's tuned probability (e.g. translation,cutout,adaptive).",
+    )
     lr_schedule: Literal["constant", "linear", "cosine"] = Field(
         "constant", description="Learning rates over the run: constant, or decayed to 0 at the last step."
     )
@@ -80,7 +85,7 @@ class TrainConfig(BaseModel):
     ema_kimg: float = Field(10.0, ge=0, le=1e6, description="EMA half-life in thousands of images.")
     ema_rampup: float | None = Field(0.05, ge=0, le=1, description="EMA ramp-up: half-life <= images seen x this.")
     eval_every: int | None = Field(
-        None, ge=1, description="Score G (MNIST FD, KID, ...) every N steps and at the end; keep the best by FD."
+        None, ge=1, description="Score G (FD, KID, ... on the data's test split) every N steps and at the end."
     )
     eval_samples: int = Field(10_000, ge=100, le=100_000, description="Samples drawn for each evaluation.")
     checkpoint_every: int = Field(500, ge=1, description="Steps between checkpoints (also at every epoch end).")
@@ -102,6 +107,15 @@ class TrainConfig(BaseModel):
             raise ValueError("each beta must be in [0, 1)")
         return betas
 
+    @field_validator("augment")
+    @classmethod
+    def _augment_policy(cls, policy: str | None) -> str | None:
+        if policy is None or policy.strip().lower() in ("", "none", "off"):
+            return None
+        from gankit.run._augment import parse_policy  # torch: not before a config is built
+
+        return ",".join(parse_policy(policy))
+
     @field_validator("trackers")
     @classmethod
     def _trackers_once(cls, trackers: list[str]) -> list[str]:
@@ -119,8 +133,17 @@ class TrainConfig(BaseModel):
 
     @property
     def discriminator_name(self) -> str:
-        """The discriminator defaults to the generator's namesake."""
-        return self.discriminator or self.generator
+        """The discriminator defaults to the generator's namesake: for ``--gen DIST:NAME``, that distribution's
+        discriminator ``NAME`` when it provides one, else whichever ``NAME`` is installed."""
+        if self.discriminator:
+            return self.discriminator
+        distribution, plain = split_name(self.generator)
+        if distribution is None or any(
+            same_distribution(entry.distribution, distribution) for entry in registry.entries("discriminator")
+            if entry.name == plain
+        ):  # fmt: skip
+            return self.generator
+        return plain
 
 
 def tracker_options_by_name(options: Mapping[str, Any], trackers: list[str]) -> dict[str, dict[str, Any]]:
@@ -298,6 +321,7 @@ def resume_config(
     ``{"seed": "--seed", "generator_options.width": "--gen-opt"}``; the key itself by default.
     """
     values = {key: recorded[key] for key in TrainConfig.model_fields if key in recorded}
+    values.update(_recorded_plugins(recorded, plugins))
     values["out"] = str(out)
     base = build_config(values)
     given = {key: value for key, value in given.items() if value is not None}
@@ -313,12 +337,49 @@ def resume_config(
         was, now = _effective(base, key), getattr(candidate, key)
         if key == "out":
             was, now = Path(str(out)).expanduser().resolve(), Path(str(now)).expanduser().resolve()
+        if key in PLUGIN_NAMES:
+            if _same_plugin(was, now):
+                continue  # the name as the run was started (dcgan), or as it resolved then (gankit:dcgan)
+            was = recorded.get(key) or was  # shown as the run was started
         if was != now:
             changes.append((f"{key} was {_show(was)}, the command says {_show(now)}", where.get(key, key)))
     if changes:
         raise ConfigError(_refusal(changes))
     values.update({key: value for key, value in given.items() if key in RESUMABLE})
     return build_config(values)
+
+
+RESOLVED_PLUGINS = "resolved_plugins"
+"""The key of ``config.json`` that records, by kind, the ``DIST:NAME`` each plugin name resolved to."""
+
+PLUGIN_NAMES = {"generator": "generator", "discriminator": "discriminator", "loss": "loss", "dataset": "dataset"}
+"""The settings that name a plugin: field -> plugin kind."""
+
+
+def _recorded_plugins(recorded: Mapping[str, Any], plugins: Registry) -> dict[str, str]:
+    """The recorded plugin names, each as the plugin it resolved to when the run started: ``gankit:dcgan`` for a
+    recorded ``dcgan`` from ``gankit``, while that distribution still provides it, so a package installed since that
+    provides a ``dcgan`` too changes nothing for the run."""
+    resolved = recorded.get(RESOLVED_PLUGINS)
+    found: dict[str, str] = {}
+    for field, kind in PLUGIN_NAMES.items():
+        name, qualified = recorded.get(field), resolved.get(kind) if isinstance(resolved, dict) else None
+        if not isinstance(name, str) or not isinstance(qualified, str) or split_name(name)[0] is not None:
+            continue
+        distribution, plain = split_name(qualified)
+        if distribution is not None and plain == name:
+            found[field] = plugins.recorded_name(kind, plain, distribution)
+    return found
+
+
+def _same_plugin(was: Any, now: Any) -> bool:
+    """Whether two plugin names are the same plugin: the same name, and the same distribution where both say one."""
+    if not isinstance(was, str) or not isinstance(now, str):
+        return False
+    (was_dist, was_name), (now_dist, now_name) = split_name(was), split_name(now)
+    if was_name != now_name:
+        return False
+    return was_dist is None or now_dist is None or same_distribution(was_dist, now_dist)
 
 
 def _effective(config: TrainConfig, key: str) -> Any:

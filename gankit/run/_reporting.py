@@ -21,13 +21,19 @@ def warn_on_stderr(message: str) -> None:
 class Reporter(Protocol):
     """What the engine tells the outside world; the CLI shows it with rich, tests may record it."""
 
-    def start(self, *, total_steps: int, steps_per_epoch: int, epochs: int, run_dir: Path) -> None: ...
+    def start(self, *, total_steps: int, steps_per_epoch: int, epochs: int, run_dir: Path, start_step: int = 0) -> None:
+        """The run begins at ``start_step`` (0 for a fresh run, the checkpoint's step for a resumed one) and ends at
+        ``total_steps``; ``epochs`` is what the config asked for, which ``--max-steps`` may cut short."""
 
     def log(self, metrics: dict[str, Any]) -> None: ...
 
     def epoch_end(self, epoch: int, grid_path: Path | None) -> None:
         """Epoch ``epoch`` (from 0) is done; ``grid_path`` is its sample grid, ``None`` when ``--sample-every``
         skipped it."""
+
+    def last_grid(self, step: int, epochs: float, grid_path: Path | None) -> None:
+        """The run ended at ``step`` in the middle of an epoch (``--max-steps``), ``epochs`` epochs in; its last
+        sample grid is at ``grid_path``."""
 
     def warn(self, message: str) -> None: ...
 
@@ -37,13 +43,16 @@ class Reporter(Protocol):
 class SilentReporter:
     """Reports nothing: for library use and tests."""
 
-    def start(self, *, total_steps: int, steps_per_epoch: int, epochs: int, run_dir: Path) -> None:
+    def start(self, *, total_steps: int, steps_per_epoch: int, epochs: int, run_dir: Path, start_step: int = 0) -> None:
         pass
 
     def log(self, metrics: dict[str, Any]) -> None:
         pass
 
     def epoch_end(self, epoch: int, grid_path: Path | None) -> None:
+        pass
+
+    def last_grid(self, step: int, epochs: float, grid_path: Path | None) -> None:
         pass
 
     def warn(self, message: str) -> None:
@@ -88,17 +97,20 @@ class RichReporter:
         )
         self.task: Any = None
         self.steps_per_epoch = 1
+        self.planned = 1.0
         self.measured: dict[str, float] = {}
 
-    def start(self, *, total_steps: int, steps_per_epoch: int, epochs: int, run_dir: Path) -> None:
+    def start(self, *, total_steps: int, steps_per_epoch: int, epochs: int, run_dir: Path, start_step: int = 0) -> None:
         self.steps_per_epoch = steps_per_epoch
-        self.console.print(f"[bold]gankit[/bold] training into [cyan]{run_dir}[/cyan]")
+        self.planned = planned_epochs(total_steps, steps_per_epoch, epochs)
+        self.console.print(f"[bold]gankit[/bold] {start_line(run_dir, total_steps, steps_per_epoch, start_step)}")
         self.progress.start()
         self.task = self.progress.add_task(
             "train",
             total=total_steps,
-            epoch=1,
-            epochs=epochs,
+            completed=start_step,
+            epoch=shown_epoch(start_step / steps_per_epoch, self.planned),
+            epochs=shown_epochs(self.planned),
             d_loss="-",
             g_loss="-",
             d_real_logit="-",
@@ -113,7 +125,7 @@ class RichReporter:
         self.progress.update(
             self.task,
             completed=metrics["step"],
-            epoch=min(int(metrics["epoch"]) + 1, self.progress.tasks[0].fields["epochs"]),
+            epoch=shown_epoch(metrics["epoch"], self.planned),
             d_loss=f"{metrics['d_loss']:.3f}",
             g_loss=f"{metrics['g_loss']:.3f}",
             d_real_logit=f"{metrics['d_real_logit']:.2f}",
@@ -124,6 +136,9 @@ class RichReporter:
 
     def epoch_end(self, epoch: int, grid_path: Path | None) -> None:
         self.progress.console.print(epoch_done_line(epoch, grid_path))
+
+    def last_grid(self, step: int, epochs: float, grid_path: Path | None) -> None:
+        self.progress.console.print(last_grid_line(step, epochs, grid_path))
 
     def warn(self, message: str) -> None:
         self.progress.console.print(f"[yellow]warning:[/yellow] {message}")
@@ -145,6 +160,36 @@ def epoch_done_line(epoch: int, grid_path: Path | None) -> str:
     return f"epoch {epoch + 1} done" + (f", samples: {grid_path}" if grid_path is not None else "")
 
 
+def last_grid_line(step: int, epochs: float, grid_path: Path | None) -> str:
+    """``stopped at step 300 (epoch 0.32), samples: ...``: a ``--max-steps`` run ends mid-epoch, and says so."""
+    return f"stopped at step {step} (epoch {epochs:.2f})" + (f", samples: {grid_path}" if grid_path else "")
+
+
+def start_line(run_dir: Path, total_steps: int, steps_per_epoch: int, start_step: int) -> str:
+    """What a run says first: where it trains, how far it goes, and, resumed, the step it continues from."""
+    if start_step:
+        return f"resuming {run_dir} from step {start_step}: {total_steps} steps, {steps_per_epoch} per epoch"
+    return f"training into {run_dir}: {total_steps} steps, {steps_per_epoch} per epoch"
+
+
+def planned_epochs(total_steps: int, steps_per_epoch: int, epochs: int) -> float:
+    """The epochs the run will really train: ``epochs``, or fewer (a fraction) when ``--max-steps`` stops it first."""
+    return min(float(epochs), total_steps / steps_per_epoch)
+
+
+def shown_epochs(planned: float) -> str:
+    """``5`` for whole epochs; ``0.32`` for a run that stops mid-epoch."""
+    return str(int(planned)) if planned.is_integer() else f"{planned:.2f}"
+
+
+def shown_epoch(done: float, planned: float) -> str:
+    """The epoch under way, from 1 (``epoch 2/5``), or, in a run of a fractional length, the epochs done so far
+    (``epoch 0.21/0.32``), so the bar never promises epochs the run will not train."""
+    if planned.is_integer():
+        return str(min(int(done) + 1, int(planned)))
+    return f"{done:.2f}"
+
+
 def clock(seconds: float) -> str:
     """``1:02:03`` for 3723 seconds."""
     minutes, secs = divmod(round(seconds), 60)
@@ -164,14 +209,15 @@ class PlainReporter:
         self.stream = stream or sys.stdout
         self.errors = errors or sys.stderr
         self.total_steps = 1
-        self.epochs = 1
+        self.epochs = "1"
 
     def _print(self, line: str, *, error: bool = False) -> None:
         print(line, file=self.errors if error else self.stream, flush=True)
 
-    def start(self, *, total_steps: int, steps_per_epoch: int, epochs: int, run_dir: Path) -> None:
-        self.total_steps, self.epochs = total_steps, epochs
-        self._print(f"gankit training into {run_dir}: {total_steps} steps, {steps_per_epoch} per epoch")
+    def start(self, *, total_steps: int, steps_per_epoch: int, epochs: int, run_dir: Path, start_step: int = 0) -> None:
+        self.total_steps = total_steps
+        self.epochs = shown_epochs(planned_epochs(total_steps, steps_per_epoch, epochs))
+        self._print(f"gankit {start_line(run_dir, total_steps, steps_per_epoch, start_step)}")
 
     def log(self, metrics: dict[str, Any]) -> None:
         step, elapsed = metrics["step"], metrics["elapsed_s"]
@@ -187,6 +233,9 @@ class PlainReporter:
 
     def epoch_end(self, epoch: int, grid_path: Path | None) -> None:
         self._print(epoch_done_line(epoch, grid_path))
+
+    def last_grid(self, step: int, epochs: float, grid_path: Path | None) -> None:
+        self._print(last_grid_line(step, epochs, grid_path))
 
     def warn(self, message: str) -> None:
         self._print(f"warning: {message}", error=True)

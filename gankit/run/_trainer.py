@@ -1,4 +1,9 @@
-"""The trainer: one run's models, optimizers and random streams, one training step, and its resumable state."""
+"""The trainer: one run's models, optimizers and random streams, one training step, and its resumable state.
+
+The step calls plugin code and knows, for every tensor, which plugin made it; what it can check on the host for free
+(``requires_grad``, a tensor's version counter) it checks there, so autograd's errors ("does not require grad",
+"modified by an inplace operation") become one line naming the generator, discriminator or loss that caused them.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from gankit.errors import ConfigError, GankitError
+from gankit.errors import ConfigError, GankitError, PluginError
 from gankit.interfaces import DiscriminatorInputs, Generator, GeneratorInputs
+from gankit.registry import check_training_batch, graph_owner
 from gankit.run._assembly import Assembly
+from gankit.run._augment import Augment, augmented
 from gankit.run._batches import DeviceBatches
 from gankit.run._config import TrainConfig
 from gankit.run._distributed import Ranks, check_processes
@@ -22,6 +29,11 @@ from gankit.run._precision import Precision
 from gankit.run._stats import StatWindow, StepStats
 
 M = TypeVar("M", bound=torch.nn.Module)
+
+INPLACE_FIX = (
+    " (an in-place operation, one ending in _, overwrote a tensor autograd saved for the backward pass: use the "
+    "out-of-place one, e.g. x = x.mul(2) rather than x.mul_(2))"
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -57,6 +69,8 @@ class Trainer:
         self.precision = precision
         self.ranks = ranks or Ranks()
         check_processes(config.batch_size, config.sync_batchnorm, processes=self.ranks.world_size, device=device)
+        self.who = dict(assembly.who)
+        """How messages name each part, by kind (``generator``, ``discriminator``, ``loss``, ``dataset``)."""
         self.memory_format = memory_format_for(config, assembly)
         self.generator = self._prepare(assembly.generator)
         self.discriminator = self._prepare(assembly.discriminator)
@@ -81,14 +95,30 @@ class Trainer:
         self.steps_per_epoch = self.batches.batches_per_epoch // config.d_steps
         if self.steps_per_epoch < 1:
             raise GankitError(
-                f"the dataset has {len(self.batches.images)} images, fewer than one step needs "
-                f"({config.batch_size} x {config.d_steps}); lower --batch-size"
+                f"{self.who.get('dataset', 'the dataset')} has {len(self.batches.images)} images, fewer than one "
+                f"step needs ({config.batch_size} x {config.d_steps}); lower --batch-size"
             )
+        real, labels = self.batches.batch(self.batches.order(0), 0)
+        check_training_batch(
+            self.generator,
+            self.discriminator,
+            real,
+            labels if self.conditional else None,
+            who=self.who,
+            autocast=precision.autocast,
+            amp_dtype=precision.dtype,
+        )
         self.optimizer_g = make_adam(self.generator, lr=config.lr_g, betas=config.betas, device=device)
         self.optimizer_d = make_adam(self.discriminator, lr=config.lr_d, betas=config.betas, device=device)
         self.scaler_g = precision.grad_scaler()
         self.scaler_d = precision.grad_scaler()
         self.noise = torch.Generator(device).manual_seed(config.seed)
+        # --augment: D sees real and fake images augmented alike, from the run's noise stream (gankit.run._augment).
+        self.augment = (
+            Augment(config.augment, noise=self.noise, batch_size=config.batch_size) if config.augment else None
+        )
+        self.run_discriminator = augmented(self.run_discriminator, self.augment)
+        self.plain_discriminator = augmented(self.plain_discriminator, self.augment)
         self.fixed_latent = self.generator.sample_latent(
             config.sample_count, generator=torch.Generator().manual_seed(config.seed)
         ).to(device)
@@ -99,6 +129,9 @@ class Trainer:
             GeneratorEMA(self.generator, ema_kimg=config.ema_kimg, ema_rampup=config.ema_rampup) if config.ema else None
         )
         self.best_frechet = math.inf
+        self.window = self.stat_window()
+        """The statistics summed since the last log line; part of the state, so a resume between two log points
+        writes the same next line as a run never interrupted."""
         self._no_skip = torch.zeros((), device=device)
         self.step = 0
         self._elapsed_before = 0.0
@@ -136,6 +169,7 @@ class Trainer:
         self._set_learning_rates()
         skipped: Tensor | None = None
         d_stats = fake = labels = real = None
+        watched: Tensor | None = None
         for index, (real, labels) in enumerate(real_batches):
             last = index == len(real_batches) - 1
             with torch.set_grad_enabled(last), self.precision.autocast():
@@ -143,16 +177,23 @@ class Trainer:
                 global_batch = len(real) * self.ranks.world_size
                 latent = self.ranks.shard(self.generator.sample_latent(global_batch, generator=self.noise))
                 fake = self.run_generator(latent, labels if self.conditional else None)
+            if last and not fake.requires_grad:
+                raise self._cut_from_graph("generator", "images")
             d_stats, d_skipped = self._discriminator_step(real, fake.detach(), labels)
             skipped = _either(skipped, d_skipped)
-        assert d_stats is not None and fake is not None and real is not None
-        g_loss, g_skipped = self._generator_step(real, fake, labels)
+            update = torch.stack([fake.detach().float().sum(), *self.loss_calls.discriminator_terms])
+            # the first update with a non-finite value is the one watched (--d-steps > 1)
+            watched = update if watched is None else torch.where(torch.isfinite(watched).all(), update, watched)
+        assert d_stats is not None and fake is not None and real is not None and watched is not None
+        g_loss, g_skipped, g_fake_logit = self._generator_step(real, fake, labels)
         skipped = _either(skipped, g_skipped)
         d_loss, d_real_logit, d_fake_logit = d_stats
         flag = skipped if skipped is not None else self._no_skip
         metrics, reported = self.loss_calls.take_metrics()
-        values = torch.stack([d_loss, g_loss.detach().float(), d_real_logit, d_fake_logit, *metrics, flag])
-        return StepStats(values, reported)
+        values = torch.stack(
+            [d_loss, g_loss.detach().float(), d_real_logit, d_fake_logit, *metrics, flag, *watched, g_fake_logit]
+        )
+        return StepStats(values, reported, step=self.step + 1)
 
     def _set_learning_rates(self) -> None:
         """This step's rates, a pure function of the step (so a resume needs no scheduler state)."""
@@ -171,38 +212,64 @@ class Trainer:
         if self.loss_calls.needs_real_grad(self.step):
             real = real.detach().requires_grad_(True)
         with self.precision.autocast():
+            before = (real._version, fake._version)
             real_logits = self.run_discriminator(real, cond)
             fake_logits = self.run_discriminator(fake, cond)
+            if (real._version, fake._version) != before:
+                raise PluginError(
+                    f"{self.who['discriminator']} modified the images it was given in place (an operation ending "
+                    "in _, such as mul_(), or an in-place activation on its input); autograd and gankit still need "
+                    "them: compute on a new tensor"
+                )
+            if not (real_logits.requires_grad and fake_logits.requires_grad):
+                raise self._cut_from_graph("discriminator", "logits")
+            # Read before the loss: its statistics are the discriminator's, whatever the loss does with them.
+            stats = (real_logits.detach().float().mean(), fake_logits.detach().float().mean())
+            if self.augment is not None:  # ADA's heuristic reads D's verdict on the (augmented) reals
+                self.augment.observe(real_logits)
             inputs = DiscriminatorInputs(
                 **self._step_context(real, fake, cond), real_logits=real_logits, fake_logits=fake_logits
             )
             loss = self.loss_calls.discriminator(inputs)
-        skipped = self._update(loss, self.optimizer_d, self.scaler_d)
-        with torch.no_grad():
-            stats = (loss.detach().float(), real_logits.detach().float().mean(), fake_logits.detach().float().mean())
-        return stats, skipped
+        parts = [("discriminator", [real_logits, fake_logits]), ("loss", [loss])]
+        skipped = self._update(loss, self.optimizer_d, self.scaler_d, parts)
+        return (loss.detach().float(), *stats), skipped
 
-    def _generator_step(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def _generator_step(
+        self, real: Tensor, fake: Tensor, labels: Tensor | None
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
         cond = labels if self.conditional else None
         self.discriminator.requires_grad_(False)  # D's weight gradients are not needed for G's update
         try:
             with self.precision.autocast():
                 fake_logits = self.plain_discriminator(fake, cond)
+                if not fake_logits.requires_grad:
+                    raise self._cut_from_graph("discriminator", "logits")
                 # With D's update done, from the same D as the fake logits; D's buffers are left alone, so BatchNorm
                 # statistics and spectral norm move once per forward the step needs, not once more for this one.
                 real_logits = (
-                    logits_leaving_buffers(self.discriminator, real, cond)
+                    logits_leaving_buffers(self.discriminator, self.augment(real) if self.augment else real, cond)
                     if self.loss.generator_needs_real_logits
                     else None
                 )
+                fake_logit = fake_logits.detach().float().mean()
                 inputs = GeneratorInputs(
                     **self._step_context(real, fake, cond), fake_logits=fake_logits, real_logits=real_logits
                 )
                 loss = self.loss_calls.generator(inputs)
-            skipped = self._update(loss, self.optimizer_g, self.scaler_g)
+            parts = [("generator", [fake]), ("discriminator", [fake_logits]), ("loss", [loss])]
+            skipped = self._update(loss, self.optimizer_g, self.scaler_g, parts)
         finally:
             self.discriminator.requires_grad_(True)
-        return loss, skipped
+        return loss, skipped, fake_logit
+
+    def _cut_from_graph(self, kind: str, what: str) -> PluginError:
+        """The error for a model whose output does not require grad although its inputs and weights do."""
+        return PluginError(
+            f"{self.who[kind]} returned {what} that do not require grad: forward cut them from its graph (with "
+            ".detach(), .data, torch.no_grad(), .item() or a round trip through numpy), so no gradient can reach "
+            "its weights; return the tensor its layers computed"
+        )
 
     def _step_context(self, real: Tensor, fake: Tensor, labels: Tensor | None) -> dict[str, Any]:
         """What both objectives' inputs share."""
@@ -214,15 +281,30 @@ class Trainer:
             "step": self.step,
         }
 
-    def _update(self, loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> Tensor | None:
-        """One optimizer step; under fp16, also 1.0 (on the device) when scaling found inf/NaN and skipped it."""
+    def _update(
+        self,
+        loss: Tensor,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        parts: list[tuple[str, list[Tensor]]],
+    ) -> Tensor | None:
+        """One optimizer step; under fp16, also 1.0 (on the device) when scaling found inf/NaN and skipped it.
+
+        ``parts`` are the plugins whose graph the backward runs through, with their outputs, in the order they ran
+        (``(kind, tensors)``): an autograd error is blamed on the one whose node it names, else on all of them."""
         optimizer.zero_grad(set_to_none=True)
+        scaled: Tensor = scaler.scale(loss) if scaler.is_enabled() else loss
+        try:
+            scaled.backward()  # type: ignore[no-untyped-call]
+        except RuntimeError as exc:
+            named = [(self.who[kind], outputs) for kind, outputs in parts]
+            blamed = graph_owner(exc, named) or " or ".join(who for who, _ in named)
+            problem = str(exc).partition(" Hint:")[0]  # autograd's hint (anomaly detection) is for the author
+            fix = INPLACE_FIX if "inplace operation" in problem else ""
+            raise PluginError(f"the backward pass through {blamed} failed: RuntimeError: {problem}{fix}") from exc
         if not scaler.is_enabled():
-            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             return None
-        scaled: Tensor = scaler.scale(loss)
-        scaled.backward()  # type: ignore[no-untyped-call]
         scale_before = scaler._scale.clone()  # type: ignore[union-attr]  # set by scale(); update() halves it on inf
         scaler.step(optimizer)
         scaler.update()
@@ -276,9 +358,12 @@ class Trainer:
             "step": self.step,
             "elapsed_s": self.elapsed(),
             "best_frechet": self.best_frechet,
+            "stat_window": self.window.state(),
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if self.augment is not None:
+            state["augment"] = self.augment.state_dict()
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -303,7 +388,11 @@ class Trainer:
             if "ema" not in state:
                 raise ConfigError("this checkpoint has no EMA weights; resume without --ema")
             self.ema.load_state_dict(state["ema"])
+        if self.augment is not None:
+            self.augment.load_state_dict(state["augment"])
         self.best_frechet = float(state.get("best_frechet", math.inf))
+        if "stat_window" in state:  # checkpoints before it was kept start an empty window
+            self.window.load_state(state["stat_window"])
         self.step = int(state["step"])
         self._elapsed_before = float(state.get("elapsed_s", 0.0))
         self._started = time.perf_counter()
