@@ -10,6 +10,7 @@ import runs back down-to-up (``tests/test_layering.py``):
     pictures/     sampling, latent walks, the GIF and the loss plot
     evaluation/   the shipped MNIST classifier, the metrics, scoring a generator
     run/          training: config, assembly, the step, the loop, the run folder, resume, reporting, trackers
+    compare/      gankit compare: arms trained with the same seeds and budget, costs, statistics, the report
     generator_source   a generator from an export, a run folder or a checkpoint
     cli/          the ``gankit`` command
 """

@@ -4,8 +4,8 @@ Every figure in the table comes from this script's own runs (nothing is typed in
 
     python scripts/results_table.py --epochs 3            # writes docs/results.md and docs/images/results/
 
-It rewrites docs/results.md below the ``KEEP`` line (the "Time to quality" section above it comes from
-scripts/frontier.py and is kept).
+It rewrites docs/results.md below the ``KEEP`` line (the "Time to quality" section above it, measured with what
+is now ``gankit compare``, is kept).
 
 Each run is ``gankit train --gen G --loss L --image-size 28 --epochs E --eval-every <steps per epoch>
 --seed 0``, so the generator is scored (10,000 samples against the 10,000 MNIST test images) at every epoch end.

@@ -43,6 +43,7 @@ LAYERS: list[set[str]] = [
     {"export", "pictures"},
     {"evaluation"},
     {"run"},
+    {"compare"},
     {"generator_source"},
     {"cli"},
 ]
