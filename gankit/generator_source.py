@@ -42,20 +42,10 @@ def generator_from_checkpoint(
     """
     if checkpoint is not None:
         return _from_one_checkpoint(run, checkpoint, device)
-    candidates = run.checkpoints()
-    if not candidates:
+    found = run.newest_usable(lambda candidate: _from_one_checkpoint(run, candidate, device), warn=warn)
+    if found is None:
         raise ConfigError(f"{run.path} is not a gankit run folder (no {run.checkpoint_path.name})")
-    problems: list[str] = []
-    for candidate in candidates:
-        try:
-            found = _from_one_checkpoint(run, candidate, device)
-        except CheckpointError as exc:
-            problems.append(str(exc))
-            continue
-        if problems:
-            warn(f"{'; '.join(problems)}; using the older checkpoint {candidate} instead")
-        return found
-    raise CheckpointError(f"no usable checkpoint in {run.path}: {'; '.join(problems)}")
+    return found
 
 
 def _from_one_checkpoint(run: RunFolder, checkpoint: Path, device: str) -> CheckpointGenerator:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import hashlib
 import json
 import logging
@@ -45,7 +44,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from gankit.errors import DataError
-from gankit.files import atomic_write_bytes, cache_dir, one_line
+from gankit.files import atomic_write_bytes, cache_dir, one_line, open_regular, sha256_file
 from gankit.interfaces import Dataset, DatasetOptions, ImageData, Split
 from gankit.registry import host_available_bytes
 
@@ -242,15 +241,7 @@ def decode_image(path: Path, *, mode: str, size: int) -> np.ndarray:
 def _open_regular(path: Path) -> BinaryIO:
     """``path`` opened for reading only if it is a regular file (links followed): a file replaced by a FIFO or a
     device after it was listed is refused instead of hanging or reading without end."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "it is not a regular file", str(path))
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    return os.fdopen(open_regular(path, os.O_RDONLY, follow_links=True), "rb")
 
 
 def _why_unreadable(exc: Exception) -> str:
@@ -334,14 +325,10 @@ def check_cache_fits(count: int, channels: int, size: int) -> None:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     try:
-        with _open_regular(path) as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
+        return sha256_file(path)
     except OSError as exc:
         return f"unreadable: {exc.strerror or one_line(exc)}"  # decoding then names the file and the reason
-    return digest.hexdigest()
 
 
 def content_key(listing: Listing, options: FolderOptions) -> str:

@@ -147,15 +147,17 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def open_regular(path: Path, flags: int, *, mode: int = 0o666) -> int:
-    """``os.open`` of a regular file only: a final symbolic link is not followed (``O_NOFOLLOW``), and a FIFO or a
-    device is refused before anything is read or written (opened ``O_NONBLOCK``, so a FIFO cannot hang the open).
+def open_regular(path: Path, flags: int, *, mode: int = 0o666, follow_links: bool = False) -> int:
+    """``os.open`` of a regular file only: a final symbolic link is not followed (``O_NOFOLLOW``) unless
+    ``follow_links`` (a user's image folder, a cache), and a FIFO or a device is refused before anything is read or
+    written (opened ``O_NONBLOCK``, so a FIFO cannot hang the open).
 
     Raises ``NotRegularFile`` (an ``OSError`` whose ``strerror`` says what the path is) for anything else, so a
     link planted in a run folder never hands gankit someone else's file to truncate or append to.
     """
+    nofollow = 0 if follow_links else os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | nofollow | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP or (exc.errno == errno.ENXIO and os.path.lexists(path)):
             what = "a symbolic link" if os.path.islink(path) else _kind(os.lstat(path).st_mode)
@@ -202,9 +204,10 @@ def append_regular(path: Path, data: bytes) -> None:
 
 
 def sha256_file(path: Path) -> str:
-    """The hex SHA-256 of the file at ``path``, read in chunks of 1 MiB."""
+    """The hex SHA-256 of the regular file at ``path`` (links followed; a FIFO or device raises ``NotRegularFile``
+    rather than hanging), read in chunks of 1 MiB."""
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    with os.fdopen(open_regular(path, os.O_RDONLY, follow_links=True), "rb") as stream:
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gankit.errors import CheckpointError, ConfigError, FileFormatError
 from gankit.files import append_regular, atomic_write_bytes, read_metrics_log, read_regular, remove_stale_temporaries
@@ -26,6 +26,8 @@ LATEST = "latest"
 
 MAX_CONFIG_BYTES = 1 << 24
 """A ``config.json`` larger than this is not a run's (one is a few kB)."""
+
+T = TypeVar("T")
 
 
 STARTED_RUN_FILES = frozenset({"config.json", "metrics.jsonl", "model_card.json", "error.log", LOCK_NAME})
@@ -260,12 +262,24 @@ class RunFolder:
         """
         from gankit.files import load_checkpoint
 
+        def restore(path: Path) -> bool:
+            apply(path, load_checkpoint(path))
+            return True
+
+        advice = ". Delete the checkpoints to train this run again from step 0 with --resume, or start afresh with "
+        return bool(self.newest_usable(restore, warn=warn, advice=advice + "--overwrite"))
+
+    def newest_usable(self, use: Callable[[Path], T], *, warn: Callable[[str], None], advice: str = "") -> T | None:
+        """``use`` of the newest checkpoint it accepts; None when the run has none. Each one it refuses (raising
+        ``CheckpointError``, or ``ValueError``, ``KeyError``, ``TypeError``, ``RuntimeError``, ``AttributeError``,
+        ``IndexError`` for a state that does not fit) is announced through ``warn`` before falling back to the one
+        before; when all are refused, one ``CheckpointError`` lists why, followed by ``advice``. ``--resume``,
+        ``gankit export RUN`` and ``gankit sample RUN`` share this fallback."""
         candidates = self.checkpoints()
         problems = []
         for index, path in enumerate(candidates):
             try:
-                apply(path, load_checkpoint(path))
-                return True
+                return use(path)
             except CheckpointError as exc:
                 problem = str(exc)
             except (ValueError, KeyError, TypeError, RuntimeError, AttributeError, IndexError) as exc:
@@ -274,11 +288,8 @@ class RunFolder:
             if index + 1 < len(candidates):
                 warn(f"{problem}; falling back to the older checkpoint {candidates[index + 1]}")
         if problems:
-            raise CheckpointError(
-                f"no usable checkpoint in {self.path}: {'; '.join(problems)}. Delete the checkpoints to train this "
-                f"run again from step 0 with --resume, or start afresh with --overwrite"
-            )
-        return False
+            raise CheckpointError(f"no usable checkpoint in {self.path}: {'; '.join(problems)}{advice}")
+        return None
 
     def truncate_metrics(self, *, after_step: int) -> None:
         """Drop metric lines logged after the checkpoint a resumed run restarts from (atomically)."""

@@ -144,7 +144,7 @@ def _run(
         if ranks.enabled:  # evidence that DDP kept every rank's weights identical
             atomic_write_bytes(run.path / "ranks.json", (json.dumps({"weights_checksums": checksums}) + "\n").encode())
     ranks.barrier()
-    result = TrainResult(run.path, trainer.step, epochs_completed, trainer.elapsed(), last_metrics)
+    result = TrainResult(run.path, run.export_path, trainer.step, epochs_completed, trainer.elapsed(), last_metrics)
     reporter.finish(result)
     return result
 

@@ -67,14 +67,11 @@ class TrainResult:
     """Where a finished run left its files, and how it went."""
 
     run_dir: Path
+    export_path: Path
     steps: int
     epochs_completed: int
     seconds: float
     final_metrics: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def export_path(self) -> Path:
-        return self.run_dir / "generator.safetensors"
 
 
 class RichReporter:

@@ -83,31 +83,8 @@ class Trainer:
         self.loss = assembly.loss
         self.loss_calls = LossCalls(self.loss, assembly.who["loss"], device)
         self.conditional = self.generator.num_classes > 0
-        self.batches = DeviceBatches(
-            assembly.data,
-            batch_size=config.batch_size,
-            image_size=self.generator.image_shape[-1],
-            device=device,
-            seed=config.seed,
-            memory_format=self.memory_format,
-            shard=self.ranks.shard,
-        )
+        self.batches = self._checked_batches(assembly)
         self.steps_per_epoch = self.batches.batches_per_epoch // config.d_steps
-        if self.steps_per_epoch < 1:
-            raise GankitError(
-                f"{self.who.get('dataset', 'the dataset')} has {len(self.batches.images)} images, fewer than one "
-                f"step needs ({config.batch_size} x {config.d_steps}); lower --batch-size"
-            )
-        real, labels = self.batches.batch(self.batches.order(0), 0)
-        check_training_batch(
-            self.generator,
-            self.discriminator,
-            real,
-            labels if self.conditional else None,
-            who=self.who,
-            autocast=precision.autocast,
-            amp_dtype=precision.dtype,
-        )
         self.optimizer_g = make_adam(self.generator, lr=config.lr_g, betas=config.betas, device=device)
         self.optimizer_d = make_adam(self.discriminator, lr=config.lr_d, betas=config.betas, device=device)
         self.scaler_g = precision.grad_scaler()
@@ -119,12 +96,7 @@ class Trainer:
         )
         self.run_discriminator = augmented(self.run_discriminator, self.augment)
         self.plain_discriminator = augmented(self.plain_discriminator, self.augment)
-        self.fixed_latent = self.generator.sample_latent(
-            config.sample_count, generator=torch.Generator().manual_seed(config.seed)
-        ).to(device)
-        self.fixed_labels = (
-            torch.arange(config.sample_count, device=device) % self.generator.num_classes if self.conditional else None
-        )
+        self.fixed_latent, self.fixed_labels = self._fixed_inputs()
         self.ema = (
             GeneratorEMA(self.generator, ema_kimg=config.ema_kimg, ema_rampup=config.ema_rampup) if config.ema else None
         )
@@ -136,6 +108,44 @@ class Trainer:
         self.step = 0
         self._elapsed_before = 0.0
         self._started = time.perf_counter()
+
+    def _checked_batches(self, assembly: Assembly) -> DeviceBatches:
+        """The training split on the device, checked to hold one step and, with the first real batch, that G and D
+        work at the training batch size and precision (a plugin's mistake is blamed on it here, not in the loop)."""
+        config = self.config
+        batches = DeviceBatches(
+            assembly.data,
+            batch_size=config.batch_size,
+            image_size=self.generator.image_shape[-1],
+            device=self.device,
+            seed=config.seed,
+            memory_format=self.memory_format,
+            shard=self.ranks.shard,
+        )
+        if batches.batches_per_epoch // config.d_steps < 1:
+            raise GankitError(
+                f"{self.who.get('dataset', 'the dataset')} has {len(batches.images)} images, fewer than one "
+                f"step needs ({config.batch_size} x {config.d_steps}); lower --batch-size"
+            )
+        real, labels = batches.batch(batches.order(0), 0)
+        check_training_batch(
+            self.generator,
+            self.discriminator,
+            real,
+            labels if self.conditional else None,
+            who=self.who,
+            autocast=self.precision.autocast,
+            amp_dtype=self.precision.dtype,
+        )
+        return batches
+
+    def _fixed_inputs(self) -> tuple[Tensor, Tensor | None]:
+        """The latents (and labels) of every sample grid: the same for the whole run, a function of the seed."""
+        count, seed = self.config.sample_count, self.config.seed
+        latent = self.generator.sample_latent(count, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        if not self.conditional:
+            return latent, None
+        return latent, torch.arange(count, device=self.device) % self.generator.num_classes
 
     def _prepare(self, model: M) -> M:
         model = model.to(self.device).to(memory_format=self.memory_format)
