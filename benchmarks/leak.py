@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from gankit.files import read_metrics_log
 from gankit.run import build_config, train
 
 BASELINE = 3
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         result = train(config, overwrite=args.out is not None)
-        records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines() if line]
+        records = read_metrics_log(result.run_dir / "metrics.jsonl")
 
     rows = windows(records, log_every)
     print(f"\nPer window of {log_every} steps")

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from gankit.export import load_generator
+from gankit.files import read_metrics_log
 from gankit.pictures import sample_images
 from gankit.run import TrainConfig, build_config, train
 
@@ -89,7 +90,7 @@ def config(
 
 
 def metrics(run: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return read_metrics_log(run / "metrics.jsonl")
 
 
 def timed_run(name: str, sizes: Sizes, args: argparse.Namespace, report: Report, **settings: Any) -> Path:

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from gankit.files import read_metrics_log
+
 BASE = ["--gen", "dcgan", "--loss", "nonsat", "--dataset", "mnist", "--image-size", "28", "--device", "cuda",
         "--amp", "off", "--quiet", "--log-every", "100", "--eval-every", "937"]  # fmt: skip
 LR = ["--lr-g", "1e-3", "--lr-d", "1e-3"]
@@ -111,14 +113,9 @@ SEEDS = (0, 1)
 def scores(run: Path) -> dict[str, float]:
     """The last evaluation line of a run's metrics.jsonl."""
     found: dict[str, float] = {}
-    if (run / "metrics.jsonl").exists():
-        for line in (run / "metrics.jsonl").read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and any(key.startswith("eval/") for key in record):
-                found = {key: value for key, value in record.items() if key.startswith("eval/") or key == "step"}
+    for record in read_metrics_log(run / "metrics.jsonl"):
+        if any(key.startswith("eval/") for key in record):
+            found = {key: value for key, value in record.items() if key.startswith("eval/") or key == "step"}
     return found
 
 

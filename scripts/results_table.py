@@ -14,7 +14,6 @@ Each run is ``gankit train --gen G --loss L --image-size 28 --epochs E --eval-ev
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from gankit.evaluation import reference_metrics
+from gankit.files import read_metrics_log
 from gankit.run import TrainConfig, build_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def main() -> None:
             started = time.perf_counter()
             result = train(config)
             wall = time.perf_counter() - started
-            metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+            metrics = read_metrics_log(out / "metrics.jsonl")
             scored = [m for m in metrics if "eval/frechet_distance" in m]
             grid = images / f"{generator}-{loss}.png"
             shutil.copyfile(out / "samples" / f"epoch_{args.epochs - 1:03d}.png", grid)

@@ -11,7 +11,6 @@ dropped as warm-up and the throughput of the rest gives the time of an epoch (93
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import statistics
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from gankit.files import read_metrics_log
 from gankit.run import TrainConfig, build_config, train
 
 MNIST_IMAGES = 60_000
@@ -35,7 +35,7 @@ def measure(generator: str, size: int, steps: int, batch_size: int) -> float:
              "log_every": 10, "device": "cpu", "out": out, "sample_count": 16, "batch_size": batch_size}
         )  # fmt: skip
         train(config)
-        lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        lines = read_metrics_log(out / "metrics.jsonl")
         return statistics.median(line["images_per_sec"] for line in lines[1:])
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
