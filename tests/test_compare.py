@@ -26,6 +26,7 @@ from gankit.compare import (
     plan_compare,
     summarize,
     t_quantile,
+    tables,
     verdict,
     welch_interval,
 )
@@ -91,6 +92,24 @@ def test_one_seed_establishes_nothing() -> None:
 
 FAKE = ["--dataset", "fake", "--data-opt", "size=64", "--gen", "mlp"]
 TWO_ARMS = ["--arm", "a: --loss nonsat", "--arm", "b: --loss minimax"]
+
+
+def test_a_folder_compare_names_classes_not_digits() -> None:
+    """Another dataset's classifier gives ``class_score``: the report shows it, and coverage counts classes."""
+    summary = {"mean": 5.0, "sd": 0.5}
+    difference = {"difference": 0.1, "low": -1.0, "high": 1.2, "verdict": "not established with 2 seeds"}
+    timing = {"steps": 10, "time_per_epoch_s": 1.0, "time_per_epoch_ratio": 1.0}
+    results: dict[str, Any] = {
+        "baseline": "a",
+        "summary": {arm: {"class_score": summary, "modes_covered": summary, **timing} for arm in ("a", "b")},
+        "differences": {"b": {"class_score": difference, "modes_covered": difference}},
+    }
+    folder = tables({**results, "metrics": ["class_score", "modes_covered"]})
+    assert "class score ↑" in folder and "classes covered ↑" in folder and "digits" not in folder
+    mnist = {**results, "metrics": ["mnist_score", "modes_covered"]}
+    mnist["summary"] = {arm: {**row, "mnist_score": summary} for arm, row in results["summary"].items()}
+    mnist["differences"] = {"b": {"mnist_score": difference, "modes_covered": difference}}
+    assert "MNIST score ↑" in tables(mnist) and "digits ↑" in tables(mnist)
 
 
 @pytest.mark.parametrize(

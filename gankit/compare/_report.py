@@ -27,13 +27,15 @@ LABELS = {
     "precision": ("precision", "{:.3f}"),
     "recall": ("recall", "{:.3f}"),
     "mnist_score": ("MNIST score", "{:.2f}"),
+    "class_score": ("class score", "{:.2f}"),
     "modes_covered": ("digits", "{:.1f}"),
     "mode_kl": ("mode KL", "{:.3f}"),
     "class_accuracy": ("class accuracy", "{:.3f}"),
 }
-"""The metrics a compare reports (those of ``gankit.evaluation.METRICS`` with a better direction), as shown."""
+"""The metrics a compare reports (those of ``gankit.evaluation.METRICS`` with a better direction), as shown. Coverage
+is of digits with MNIST's classifier and of classes with another dataset's (``class_score``): see ``_label``."""
 
-PLOTTED = ("frechet_distance", "mnist_score")
+PLOTTED = ("frechet_distance", "mnist_score", "class_score")
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 PLOT = "scores.png"
@@ -117,8 +119,15 @@ def _signed(value: float, fmt: str) -> str:
     return ("+" if value >= 0 else "") + fmt.format(value)
 
 
-def _heading(name: str) -> str:
-    label, _ = LABELS[name]
+def _label(name: str, metrics: Sequence[str]) -> str:
+    """How the report names a metric: coverage counts classes, not digits, when the dataset is not MNIST."""
+    if name == "modes_covered" and "class_score" in metrics:
+        return "classes covered"
+    return LABELS[name][0]
+
+
+def _heading(name: str, metrics: Sequence[str]) -> str:
+    label = _label(name, metrics)
     arrow = {"lower": " ↓", "higher": " ↑"}.get(METRICS[name][0], "")
     return f"{label}{arrow}"
 
@@ -126,7 +135,7 @@ def _heading(name: str) -> str:
 def tables(results: dict[str, Any]) -> str:
     """The two tables in markdown: mean ± sd per arm at the end of the budget, and each arm against the first."""
     metrics, first = results["metrics"], results["baseline"]
-    head = " | ".join(_heading(name) for name in metrics)
+    head = " | ".join(_heading(name, metrics) for name in metrics)
     lines = [
         f"| arm | steps | {head} | time per epoch | vs {first} |",
         "|" + "---|" * (len(metrics) + 4),
@@ -144,9 +153,8 @@ def tables(results: dict[str, Any]) -> str:
             interval = (
                 "-" if math.isnan(diff["low"]) else f"[{_signed(diff['low'], fmt)}, {_signed(diff['high'], fmt)}]"
             )
-            diffs.append(
-                f"| {arm} | {_heading(name)} | {_signed(diff['difference'], fmt)} | {interval} | {diff['verdict']} |"
-            )
+            difference = _signed(diff["difference"], fmt)
+            diffs.append(f"| {arm} | {_heading(name, metrics)} | {difference} | {interval} | {diff['verdict']} |")
     return "\n".join(lines) + f"\n\nEach arm against {first} (Welch t interval):\n\n" + "\n".join(diffs) + "\n"
 
 
@@ -231,7 +239,10 @@ def plot_scores(results: dict[str, Any], path: Path) -> None:
                     highs.append(max(scores))
                 (line,) = axis.plot(xs, means, marker="o", markersize=3, label=arm)
                 axis.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.2, linewidth=0)
-            label = LABELS[name][0] + {"lower": " (lower is better)", "higher": " (higher is better)"}[METRICS[name][0]]
+            label = (
+                _label(name, results["metrics"])
+                + {"lower": " (lower is better)", "higher": " (higher is better)"}[METRICS[name][0]]
+            )
             axis.set(xlabel="step" if x_key == "step" else f"{unit} minutes (measured cost per step)", ylabel=label)
             axis.grid(alpha=0.3)
             axis.legend()
