@@ -65,7 +65,7 @@ def test_train_help_documents_every_option() -> None:
         "--config",
     ):
         assert flag in output, flag
-    assert "[default: 0.0005]" in " ".join(output.split())
+    assert "[default: 0.001]" in " ".join(output.split())
     shown = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", output))
     assert not {"--latent-size", "--samples"} & shown  # the old spellings: still accepted, no longer shown
 

@@ -46,8 +46,8 @@ class TrainConfig(BaseModel):
     epochs: int = Field(5, ge=1, le=1_000_000, description="Passes over the training set.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many generator steps, even mid-epoch.")
     batch_size: int = Field(64, ge=1, le=1_048_576, description="Images per batch.")
-    lr_g: float = Field(5e-4, gt=0, le=1, description="Adam learning rate of the generator.")
-    lr_d: float = Field(5e-4, gt=0, le=1, description="Adam learning rate of the discriminator.")
+    lr_g: float = Field(1e-3, gt=0, le=1, description="Adam learning rate of the generator.")
+    lr_d: float = Field(1e-3, gt=0, le=1, description="Adam learning rate of the discriminator.")
     betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas (beta1, beta2), each in [0, 1).")
     d_steps: int = Field(1, ge=1, le=100, description="Discriminator (critic) steps per generator step.")
     augment: str | None = Field(
@@ -81,8 +81,8 @@ class TrainConfig(BaseModel):
     sample_every: int = Field(
         1, ge=1, le=1_000_000, description="Epochs between sample grids; the last epoch always gets one."
     )
-    ema: bool = Field(False, description="Keep an EMA of G's weights (StyleGAN-style); sample, score and export it.")
-    ema_kimg: float = Field(10.0, ge=0, le=1e6, description="EMA half-life in thousands of images.")
+    ema: bool = Field(True, description="Keep an EMA of G's weights (StyleGAN-style); sample, score and export it.")
+    ema_kimg: float = Field(1.0, ge=0, le=1e6, description="EMA half-life in thousands of images.")
     ema_rampup: float | None = Field(0.05, ge=0, le=1, description="EMA ramp-up: half-life <= images seen x this.")
     eval_every: int | None = Field(
         None, ge=1, description="Score G (FD, KID, ... on the data's test split) every N steps and at the end."
