@@ -31,7 +31,7 @@ from gankit.evaluation._features import FEATURES
 from gankit.interfaces import Dataset, ImageData, Split
 from gankit.registry import load_split
 from gankit.run import HealthMonitor, PlainReporter, RichReporter, RunFolder, build_config, train
-from gankit.run._augment import Augment, parse_policy
+from gankit.run._augment import ADA_INTERVAL, Augment, parse_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -259,6 +259,27 @@ def test_ada_raises_p_while_d_is_sure_of_the_reals_and_lowers_it_otherwise() -> 
     for _ in range(4):
         augment.observe(-torch.ones(16))
     assert float(augment.p) == pytest.approx(0.04)
+
+
+def test_ada_moves_p_alike_on_every_rank_from_their_mean() -> None:
+    """Two ranks of one run: D calls every real of one rank real (r_t = 1) and 70% of the other's (r_t = 0.4).
+    Alone, the first would raise p and the second keep it at 0; averaged over the ranks (r_t = 0.7 > 0.6, as the
+    trainer passes ``ranks.mean``) both raise it alike."""
+    logits = {"sure": torch.ones(10), "unsure": torch.tensor([1.0] * 7 + [-1.0] * 3)}
+    totals = {name: ADA_INTERVAL * float(values.sign().mean()) for name, values in logits.items()}
+
+    def augment(other: str | None) -> Augment:
+        mean = None if other is None else (lambda mine: (mine + totals[other]) / 2)
+        return Augment("cutout,adaptive", noise=torch.Generator().manual_seed(0), batch_size=1000, mean_over_ranks=mean)
+
+    alone = {name: augment(None) for name in logits}
+    synced = {"sure": augment("unsure"), "unsure": augment("sure")}
+    for name in logits:
+        for _ in range(ADA_INTERVAL):
+            alone[name].observe(logits[name])
+            synced[name].observe(logits[name])
+    assert (float(alone["sure"].p), float(alone["unsure"].p)) == (pytest.approx(0.04), 0.0)
+    assert float(synced["sure"].p) == float(synced["unsure"].p) == pytest.approx(0.04)
 
 
 def test_a_bad_policy_is_one_line(tmp_path: Path) -> None:

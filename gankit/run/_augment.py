@@ -59,8 +59,17 @@ class Augment:
     """The augmentation of one run: ``augment(images)`` before every discriminator call, ``observe(real_logits)``
     after D has seen a real batch (for the adaptive probability)."""
 
-    def __init__(self, policy: str, *, noise: torch.Generator, batch_size: int) -> None:
+    def __init__(
+        self,
+        policy: str,
+        *,
+        noise: torch.Generator,
+        batch_size: int,
+        mean_over_ranks: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
         self.words = parse_policy(policy)
+        self.mean_over_ranks = mean_over_ranks or (lambda value: value)
+        """The heuristic's sum averaged over the processes of a multi-process run, so every rank moves ``p`` alike."""
         self.adaptive = "adaptive" in self.words
         self.noise = noise
         device = noise.device
@@ -91,7 +100,7 @@ class Augment:
         self._signs = self._signs + real_logits.detach().float().sign().mean()
         self._seen += 1
         if self._seen == ADA_INTERVAL:
-            overfitting = (self._signs / ADA_INTERVAL - ADA_TARGET).sign()
+            overfitting = (self.mean_over_ranks(self._signs) / ADA_INTERVAL - ADA_TARGET).sign()
             self.p = (self.p + overfitting * self._adjustment).clamp(0.0, 1.0)
             self._signs = torch.zeros_like(self._signs)
             self._seen = 0

@@ -92,7 +92,14 @@ class Trainer:
         self.noise = torch.Generator(device).manual_seed(config.seed)
         # --augment: D sees real and fake images augmented alike, from the run's noise stream (gankit.run._augment).
         self.augment = (
-            Augment(config.augment, noise=self.noise, batch_size=config.batch_size) if config.augment else None
+            Augment(
+                config.augment,
+                noise=self.noise,
+                batch_size=config.batch_size,
+                mean_over_ranks=self.ranks.mean,
+            )
+            if config.augment
+            else None
         )
         self.run_discriminator = augmented(self.run_discriminator, self.augment)
         self.plain_discriminator = augmented(self.plain_discriminator, self.augment)
