@@ -24,6 +24,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+RECOMMENDABLE_SETTINGS = frozenset(
+    {"batch_size", "lr_g", "lr_d", "betas", "d_steps", "ema", "ema_kimg", "ema_rampup", "lr_schedule", "lr_warmup"}
+)
+"""The training settings a generator may recommend (``Generator.recommended_training``): the recipe, not the run."""
+
 PLUGIN_API_VERSION = 2
 """The plugin API this gankit speaks; bumped when the contract changes incompatibly. Version 2 made
 ``DiscriminatorInputs`` and ``GeneratorInputs`` keyword-only and added what a loss can declare and report."""
@@ -143,6 +148,11 @@ class Generator(_Model, nn.Module, abc.ABC):
 
     latent_distribution: ClassVar[str] = "standard_normal"
     """The name of the prior ``sample_latent`` draws from."""
+
+    recommended_training: ClassVar[Mapping[str, Any]] = {}
+    """Training settings this architecture trains best with, used wherever the user sets none: a flag or a config
+    file's value always wins. Keys from ``RECOMMENDABLE_SETTINGS`` (``{"lr_g": 5e-4, "lr_d": 5e-4, "ema": False}``);
+    ``gankit info generator NAME`` shows them. Recommend what you measured (``gankit compare`` measures it)."""
 
     @abc.abstractmethod
     def forward(self, latent: Tensor, labels: Tensor | None = None) -> Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any, ClassVar
 
 from pydantic import Field
 from torch import Tensor, nn
@@ -52,6 +53,9 @@ class MLPGenerator(Generator):
 
     Options = MLPGeneratorOptions
     options: MLPGeneratorOptions
+    recommended_training: ClassVar[dict[str, Any]] = {"lr_g": 5e-4, "lr_d": 5e-4, "ema": False}
+    """Measured on MNIST, 3 seeds, one epoch (docs/results.md): at the DCGAN's Adam 1e-3 with an EMA of G the MLP
+    collapses to a few digits on some seeds (FD 447 +- 150, 5.3 digits); at 5e-4 without EMA it does not (325 +- 26)."""
 
     def __init__(self, options: MLPGeneratorOptions) -> None:
         super().__init__(options)

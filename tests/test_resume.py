@@ -91,7 +91,7 @@ def test_resume_refuses_to_change_the_run_and_keeps_older_checkpoints(tmp_path: 
     assert load_checkpoint(run / "checkpoint.safetensors")["step"] == 60
 
     result = runner.invoke(main, ["train", "--resume", str(run), "--lr-g", "0.1"])
-    assert result.exit_code == 2 and "lr_g was 0.001, the command says 0.1; drop --lr-g" in result.output
+    assert result.exit_code == 2 and "lr_g was 0.0005, the command says 0.1; drop --lr-g" in result.output
 
     # A damaged latest checkpoint falls back to the one before it.
     (run / "checkpoint.safetensors").write_bytes(b"\x00" * 64)

@@ -79,8 +79,8 @@ def test_a_config_file_with_the_recorded_values_passes(trained: Path, tmp_path: 
         (["--image-size", "32"], "image_size was 28, the command says 32; drop --image-size"),
         (["--gen", "dcgan"], "generator was mlp, the command says dcgan; drop --gen"),
         (
-            ["--lr-g", "0.001", "--no-ema"],
-            "lr_g was 0.0002, the command says 0.001 (--lr-g); ema was true, the command says false (--no-ema)",
+            ["--lr-g", "0.001", "--ema"],
+            "lr_g was 0.0002, the command says 0.001 (--lr-g); ema was false, the command says true (--ema)",
         ),
     ],
     ids=["seed", "gen-opt", "data-opt", "image-size", "gen", "two"],

@@ -92,6 +92,9 @@ def _print(console: Console, described: PluginDescription) -> None:
             console.print(escape(text))
     if described.details:
         console.print(escape(described.details), style="dim")
+    if described.recommended_training:
+        shown = ", ".join(f"{key}={value!r}" for key, value in sorted(described.recommended_training.items()))
+        console.print(f"recommended training settings, used where you give none: {escape(shown)}")
 
     options = Table(title="options", title_justify="left")
     changed = any(option.value != option.default for option in described.options)

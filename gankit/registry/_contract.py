@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from torch import Tensor, nn
 
 from gankit.errors import ContractError
-from gankit.interfaces import Discriminator, Generator, ImageData, Loss, PluginOptions
+from gankit.interfaces import RECOMMENDABLE_SETTINGS, Discriminator, Generator, ImageData, Loss, PluginOptions
 from gankit.registry._blame import plugin_code
 
 CHECK_BATCH = 2
@@ -346,7 +346,23 @@ def _plain_signature(signature: inspect.Signature) -> str:
                                  return_annotation=inspect.Signature.empty))  # fmt: skip
 
 
+def _recommendation_problem(recommended: object) -> str | None:
+    """A generator's ``recommended_training`` names only settings a recipe has (its values are checked when a run
+    uses them, by the training configuration)."""
+    if not isinstance(recommended, Mapping):
+        return f"has recommended_training of type {type(recommended).__name__}; make it a dict of training settings"
+    unknown = sorted(str(key) for key in recommended if key not in RECOMMENDABLE_SETTINGS)
+    if unknown:
+        return (
+            f"recommends {', '.join(unknown)} in recommended_training, which a generator may not set; use only "
+            f"{', '.join(sorted(RECOMMENDABLE_SETTINGS))}"
+        )
+    return None
+
+
 def _declaration_problem(cls: type) -> str | None:
+    if issubclass(cls, Generator):
+        return _recommendation_problem(inspect.getattr_static(cls, "recommended_training", {}))
     if not issubclass(cls, Loss):
         return None
     names = inspect.getattr_static(cls, "metric_names", ())

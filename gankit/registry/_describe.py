@@ -347,6 +347,8 @@ class PluginDescription:
     module_summary: str
     """First paragraph of the docstring of the module defining the class, as one line."""
     options: tuple[OptionInfo, ...]
+    recommended_training: dict[str, Any] = field(default_factory=dict)
+    """A generator's recommended training settings (``Generator.recommended_training``)."""
     layers: tuple[LayerInfo, ...] | None = None
     """The layer table: generators and discriminators only."""
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -398,6 +400,7 @@ def describe_plugin(kind: str, name: str, /, *, image_size: int | None = None, *
         details=details,
         module_summary=module_summary,
         options=describe_options(type(resolved), resolved),
+        recommended_training=dict(getattr(cls, "recommended_training", {})),
     )
     if kind not in MODEL_KINDS:
         return description

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from gankit.errors import ConfigError, format_validation_error
+from gankit.errors import ConfigError, GankitError, format_validation_error
 from gankit.files import printable, split_key_value
 from gankit.registry import Registry, registry, same_distribution, split_name
 
@@ -35,7 +35,11 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # --lr-g nan: "a finite number"
 
-    generator: str = Field("dcgan", description="Generator plugin name (see `gankit plugins`).")
+    generator: str = Field(
+        "dcgan",
+        description="Generator plugin name (see `gankit plugins`); the training settings it recommends (`gankit info "
+        "generator NAME`) are used where none is given.",
+    )
     discriminator: str | None = Field(None, description="Discriminator plugin name; defaults to the generator's.")
     loss: str = Field("nonsat", description="Loss plugin name.")
     dataset: str = Field("mnist", description="Dataset plugin name; `fake` gives random images for smoke tests.")
@@ -106,6 +110,23 @@ class TrainConfig(BaseModel):
         if not all(0.0 <= beta < 1.0 for beta in betas):
             raise ValueError("each beta must be in [0, 1)")
         return betas
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recommended_by_the_generator(cls, values: Any, info: ValidationInfo) -> Any:
+        """The settings the generator recommends fill those the user left unset; a value given always wins."""
+        if not isinstance(values, dict) or (info.context or {}).get("recommendations") is False:
+            return values
+        name = values.get("generator") or cls.model_fields["generator"].default
+        unset = {key: value for key, value in recommended_training(name).items() if values.get(key) is None}
+        if not unset:
+            return values
+        try:
+            cls.model_validate({**unset, "generator": name}, context={"recommendations": False})
+        except ValidationError as exc:
+            problem = format_validation_error(exc, what=f"the training settings generator '{name}' recommends")
+            raise ConfigError(f"{problem}; its recommended_training needs fixing by its author") from None
+        return {**values, **unset}
 
     @field_validator("augment")
     @classmethod
@@ -178,6 +199,16 @@ def tracker_options_by_name(options: Mapping[str, Any], trackers: list[str]) -> 
             raise ValueError(f"with {len(trackers)} trackers, say which one '{key}' is for: NAME.{key}")
         grouped.setdefault(name, {})[option] = value
     return grouped
+
+
+def recommended_training(generator: str) -> dict[str, Any]:
+    """What the generator plugin ``generator`` recommends (``Generator.recommended_training``); nothing for a name
+    that does not load, which is reported where the run is assembled."""
+    try:
+        cls = registry.load("generator", generator)
+    except GankitError:
+        return {}
+    return dict(getattr(cls, "recommended_training", {}))
 
 
 def build_config(values: Mapping[str, Any]) -> TrainConfig:
