@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from gankit.compare import (
     compare_arm,
     parse_seeds,
     plan_compare,
+    run_compare,
     summarize,
     t_quantile,
     tables,
@@ -299,6 +301,38 @@ def test_a_finished_compare_is_not_run_again(finished: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.output.count("finished before; kept") == 4
     assert [path.stat().st_mtime_ns for path in metrics] == before
+
+
+@pytest.mark.slow
+def test_costs_measured_again_keep_the_runs(finished: Path, tmp_path: Path) -> None:
+    """--remeasure-costs on a compare at equal steps: new costs and times, the same runs and scores."""
+    again = Path(shutil.copytree(finished, tmp_path / "cmp"))
+    record = json.loads((again / "compare.json").read_text())
+    record["costs"]["arms"]["b"]["rounds"] = [123.0]  # a measurement taken on a machine far busier than this one
+    (again / "compare.json").write_text(json.dumps(record))
+    metrics = {path: path.read_bytes() for path in again.glob("runs/*/metrics.jsonl")}
+    result = run("compare", *ISSUE, *SMALL, "--out", again, "--remeasure-costs")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("finished before; kept") == 4
+    remeasured = json.loads((again / "compare.json").read_text())
+    assert remeasured["costs"]["arms"]["b"]["rounds"] != [123.0]
+    assert {key: remeasured[key] for key in ("arms", "first_seeds", "first_budget")} == {
+        key: record[key] for key in ("arms", "first_seeds", "first_budget")
+    }
+    assert all(path.read_bytes() == before for path, before in metrics.items())
+    assert final_scores(again) == final_scores(finished)
+
+
+def test_costs_that_set_the_steps_are_not_measured_again(tmp_path: Path) -> None:
+    shared = train_values([*FAKE, "--batch-size", "16"], where="shared")
+    arms = [parse_arm("a:", shared), parse_arm("b: --batch-size 8", shared)]
+    plan = plan_compare(arms, seeds=parse_seeds("0"), budget=Budget("cpu_minutes", 0.5), evals=2, out=tmp_path)
+    costs = {"threads": 2, "device": "cpu", "arms": {name: Cost(0.1, 1.0, [0.1]).as_json() for name in ("a", "b")}}
+    record = {"arms": plan.recorded(), "costs": costs, "first_seeds": [0], "first_budget": "0.5 CPU minutes"}
+    (tmp_path / "compare.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match=r"compares at equal compute.*cannot be measured again"):
+        run_compare(plan, remeasure=True)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["compare.json"]
 
 
 @pytest.mark.slow

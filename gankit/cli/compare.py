@@ -131,6 +131,11 @@ def arms_from_file(path: Path, shared: dict[str, Any]) -> list[Arm]:
     show_default=True,
     help="Rounds of interleaved 10-step blocks per arm when measuring the cost of a step.",
 )
+@click.option(
+    "--remeasure-costs",
+    is_flag=True,
+    help="Measure the costs again for a compare at equal steps, keeping its runs (after a busy machine).",
+)
 @click.option("--quiet", is_flag=True, help="No progress: neither the bar nor the plain lines; the tables still print.")
 @click.pass_context
 @sigterm_interrupts  # SIGTERM outside the training loop ends the command as Ctrl-C does (exit 130)
@@ -147,6 +152,7 @@ def command(
     out: Path | None,
     parallel: int,
     cost_rounds: int,
+    remeasure_costs: bool,
     quiet: bool,
 ) -> None:
     """Train each arm with the same seeds and budget, and compare their scores with 95% intervals.
@@ -183,7 +189,9 @@ def command(
 
     progress = SilentProgress() if quiet else RichProgress() if sys.stderr.isatty() else PlainProgress()
     try:
-        jobs, measured = run_compare(plan, parallel=parallel, cost_rounds=cost_rounds, progress=progress)
+        jobs, measured = run_compare(
+            plan, parallel=parallel, cost_rounds=cost_rounds, remeasure=remeasure_costs, progress=progress
+        )
     finally:
         progress.close()
     results = write_report(plan, jobs, measured)

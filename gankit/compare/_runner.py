@@ -35,19 +35,34 @@ COST_BLOCK = 10
 
 
 def run_compare(
-    plan: Plan, *, parallel: int = 1, cost_rounds: int = 5, progress: CompareProgress | None = None
+    plan: Plan,
+    *,
+    parallel: int = 1,
+    cost_rounds: int = 5,
+    remeasure: bool = False,
+    progress: CompareProgress | None = None,
 ) -> tuple[list[Job], Measured]:
     """Train every run of ``plan`` that is not finished yet; return the runs and the measured costs.
 
     Nothing is written before the plan is known to fit the folder and the costs are measured (which also builds
     every arm once, so a plugin that fails does so before anything starts). SIGINT/SIGTERM stop the running runs
     at their next log point, with a checkpoint, and raise ``TrainingInterrupted``.
+
+    ``remeasure`` measures the costs of an existing compare at equal steps again (after a first measurement on a
+    busy machine): they change only its times and its plot against compute, never a run.
     """
     progress = progress or SilentProgress()
     recorded = _check_folder(plan)
-    measured = recorded or _measure(plan, cost_rounds, progress)
-    if recorded is None:
-        _begin(plan, measured)
+    if recorded is not None and remeasure and plan.budget.by_compute:
+        raise ConfigError(
+            f"{plan.out} compares at equal compute, where the measured costs set each run's steps: its costs cannot "
+            "be measured again without changing its runs; choose another --out for a new compare"
+        )
+    if recorded is not None and not remeasure:
+        measured = recorded
+    else:
+        measured = _measure(plan, cost_rounds, progress)
+        _record(plan, measured, replacing=recorded is not None)
     jobs = plan.jobs(measured.seconds_per_step())
     finished = _finished(plan.out)
     states = {job.label: _state(job, finished) for job in jobs}
@@ -131,7 +146,8 @@ def _measure(plan: Plan, rounds: int, progress: CompareProgress) -> Measured:
     return Measured(costs, torch.get_num_threads(), ",".join(sorted(device)))
 
 
-def _begin(plan: Plan, measured: Measured) -> None:
+def _record(plan: Plan, measured: Measured, *, replacing: bool) -> None:
+    """Write ``compare.json``: a new compare's arms and costs, or new costs for the compare recorded there."""
     try:
         plan.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -142,12 +158,11 @@ def _begin(plan: Plan, measured: Measured) -> None:
         "device": measured.device,
         "arms": {name: cost.as_json() for name, cost in measured.costs.items()},
     }
-    record = {
-        "arms": plan.recorded(),
-        "costs": costs,
-        "first_seeds": list(plan.seeds),
-        "first_budget": plan.budget.describe(),
-    }
+    first = {"first_seeds": list(plan.seeds), "first_budget": plan.budget.describe()}
+    if replacing:  # read by _check_folder just before: the arms are this plan's
+        earlier = json.loads((plan.out / PLAN_FILE).read_text())
+        first = {key: earlier.get(key, value) for key, value in first.items()}
+    record = {"arms": plan.recorded(), "costs": costs, **first}
     atomic_write_bytes(plan.out / PLAN_FILE, (json.dumps(record, indent=1) + "\n").encode())  # from now on resumable
 
 
