@@ -27,7 +27,7 @@ from torch import Tensor, nn
 RECOMMENDABLE_SETTINGS = frozenset(
     {"batch_size", "lr_g", "lr_d", "betas", "d_steps", "ema", "ema_kimg", "ema_rampup", "lr_schedule", "lr_warmup"}
 )
-"""The training settings a generator may recommend (``Generator.recommended_training``): the recipe, not the run."""
+"""The training settings a generator or a loss may recommend (``recommended_training``): the recipe, not the run."""
 
 PLUGIN_API_VERSION = 2
 """The plugin API this gankit speaks; bumped when the contract changes incompatibly. Version 2 made
@@ -92,6 +92,11 @@ class _Plugin:
     """The plugin API the class was written for. The inherited value always matches; set it explicitly to pin it,
     and a gankit whose accepted range (``MIN_PLUGIN_API_VERSION`` to ``PLUGIN_API_VERSION``) does not include it
     refuses the plugin when it is loaded rather than failing in mid-training."""
+    recommended_training: ClassVar[Mapping[str, Any]] = {}
+    """Training settings the plugin trains best with, read from the generator and the loss: used wherever the user
+    sets none (a flag or a config file's value always wins), the loss's over the generator's where both recommend
+    one. Keys from ``RECOMMENDABLE_SETTINGS`` (``{"lr_g": 5e-4, "lr_d": 5e-4, "ema": False}``); ``gankit info KIND
+    NAME`` shows them. Recommend what you measured (``gankit compare`` measures it)."""
     options: PluginOptions
 
     def __init__(self, options: PluginOptions) -> None:
@@ -148,11 +153,6 @@ class Generator(_Model, nn.Module, abc.ABC):
 
     latent_distribution: ClassVar[str] = "standard_normal"
     """The name of the prior ``sample_latent`` draws from."""
-
-    recommended_training: ClassVar[Mapping[str, Any]] = {}
-    """Training settings this architecture trains best with, used wherever the user sets none: a flag or a config
-    file's value always wins. Keys from ``RECOMMENDABLE_SETTINGS`` (``{"lr_g": 5e-4, "lr_d": 5e-4, "ema": False}``);
-    ``gankit info generator NAME`` shows them. Recommend what you measured (``gankit compare`` measures it)."""
 
     @abc.abstractmethod
     def forward(self, latent: Tensor, labels: Tensor | None = None) -> Tensor:

@@ -1,5 +1,5 @@
-"""A generator's recommended training settings: used where the user gives none, never over a value given, checked
-when the plugin loads, shown by ``gankit info``, recorded in the run."""
+"""The training settings a generator or a loss recommends: used where the user gives none, never over a value given,
+the loss's over the generator's, checked when the plugin loads, shown by ``gankit info``, recorded in the run."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from cli_helpers import assert_user_error, registered, run
 from gankit.errors import ConfigError, PluginError
 from gankit.registry import registry
 from gankit.run import build_config
+from gankit_plugins.bce import NonSaturatingLoss
 from gankit_plugins.mlp import MLPGenerator
 
 
@@ -23,6 +24,10 @@ class Recommending(MLPGenerator):
 
 class AsksForTheEpochs(MLPGenerator):
     recommended_training: ClassVar[dict[str, Any]] = {"epochs": 50, "lr_g": 2e-4}
+
+
+class SlowLoss(NonSaturatingLoss):
+    recommended_training: ClassVar[dict[str, Any]] = {"lr_g": 1e-4, "d_steps": 2}
 
 
 class RecommendsNonsense(MLPGenerator):
@@ -74,3 +79,14 @@ def test_info_shows_them_and_a_run_records_them(recommending: None, tmp_path: Pa
     assert (recorded["lr_g"], recorded["ema"]) == (2e-4, False)
     resumed = run("train", *args, "--batch-size", "16", "--quiet", "--resume", out, "--lr-g", "1e-3")
     assert_user_error(resumed, "lr_g was 0.0002, the command says 0.001")
+
+
+def test_the_loss_recommends_too_and_wins_over_the_generator(recommending: None) -> None:
+    with registered("loss", "slow", SlowLoss):
+        config = build_config({"generator": "recommending", "discriminator": "mlp", "loss": "slow"})
+        assert (config.lr_g, config.d_steps, config.lr_d, config.ema) == (1e-4, 2, 3e-4, False)
+        assert build_config({"loss": "slow", "lr_g": 2e-3}).lr_g == 2e-3
+    minimax = build_config({"generator": "dcgan", "loss": "minimax"})  # measured: minimax collapses at 1e-3 with EMA
+    assert (minimax.lr_g, minimax.lr_d, minimax.ema) == (5e-4, 5e-4, False)
+    nonsat = build_config({"generator": "dcgan", "loss": "nonsat"})
+    assert (nonsat.lr_g, nonsat.ema) == (1e-3, True)

@@ -88,7 +88,8 @@ def test_cpu_autocast_runs_the_cuda_code_path(tmp_path: Path, amp: str) -> None:
 @pytest.mark.parametrize("size", [28, 64])
 def test_every_builtin_combination_trains(tmp_path: Path, generator: str, loss: str, size: int) -> None:
     steps = {"max_steps": 2, "epochs": 1, "log_every": 1, "checkpoint_every": 1}  # keeps step 1's checkpoint too
-    result = train(fake_config(tmp_path, generator=generator, loss=loss, image_size=size, batch_size=8, **steps))
+    config = fake_config(tmp_path, generator=generator, loss=loss, image_size=size, batch_size=8, **steps)
+    result = train(config)
     assert result.steps == 2
     after_one = load_file(result.run_dir / "checkpoints" / "step_000000001.safetensors")
     after_two = load_file(result.run_dir / "checkpoint.safetensors")
@@ -98,9 +99,9 @@ def test_every_builtin_combination_trains(tmp_path: Path, generator: str, loss: 
     assert weights["generator"] and weights["discriminator"]
     unchanged = [key for keys in weights.values() for key in keys if torch.equal(after_one[key], after_two[key])]
     assert not unchanged, f"step 2 left these as they were: {unchanged}"
-    exported = load_file(result.export_path)  # the EMA of G where the recipe keeps one (the DCGAN's), else G
+    exported = load_file(result.export_path)  # the EMA of G where the recipe keeps one, else G
     ema = [key for key in after_two if key.startswith("ema/")]
-    assert bool(ema) == (generator == "dcgan")  # the MLP recommends no EMA (plugins/mlp.py)
+    assert bool(ema) == config.ema == ((generator, loss) == ("dcgan", "nonsat"))  # MLP and minimax recommend none
     kept = ema or weights["generator"]
     assert all(torch.equal(exported[key.split("/", 1)[1]], after_two[key]) for key in kept)
 

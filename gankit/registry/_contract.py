@@ -347,24 +347,23 @@ def _plain_signature(signature: inspect.Signature) -> str:
 
 
 def _recommendation_problem(recommended: object) -> str | None:
-    """A generator's ``recommended_training`` names only settings a recipe has (its values are checked when a run
+    """A plugin's ``recommended_training`` names only settings a recipe has (its values are checked when a run
     uses them, by the training configuration)."""
     if not isinstance(recommended, Mapping):
         return f"has recommended_training of type {type(recommended).__name__}; make it a dict of training settings"
     unknown = sorted(str(key) for key in recommended if key not in RECOMMENDABLE_SETTINGS)
     if unknown:
         return (
-            f"recommends {', '.join(unknown)} in recommended_training, which a generator may not set; use only "
+            f"recommends {', '.join(unknown)} in recommended_training, which a plugin may not set; use only "
             f"{', '.join(sorted(RECOMMENDABLE_SETTINGS))}"
         )
     return None
 
 
 def _declaration_problem(cls: type) -> str | None:
-    if issubclass(cls, Generator):
-        return _recommendation_problem(inspect.getattr_static(cls, "recommended_training", {}))
-    if not issubclass(cls, Loss):
-        return None
+    recommendation = _recommendation_problem(getattr(cls, "recommended_training", {}))
+    if recommendation is not None or not issubclass(cls, Loss):
+        return recommendation
     names = inspect.getattr_static(cls, "metric_names", ())
     if isinstance(names, str):
         return f'has metric_names = {names!r}, a string, not a tuple of names; write ("{names}",), with the comma'

@@ -348,7 +348,7 @@ class PluginDescription:
     """First paragraph of the docstring of the module defining the class, as one line."""
     options: tuple[OptionInfo, ...]
     recommended_training: dict[str, Any] = field(default_factory=dict)
-    """A generator's recommended training settings (``Generator.recommended_training``)."""
+    """The training settings the plugin recommends (``recommended_training``; read from generators and losses)."""
     layers: tuple[LayerInfo, ...] | None = None
     """The layer table: generators and discriminators only."""
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)

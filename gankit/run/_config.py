@@ -41,7 +41,9 @@ class TrainConfig(BaseModel):
         "generator NAME`) are used where none is given.",
     )
     discriminator: str | None = Field(None, description="Discriminator plugin name; defaults to the generator's.")
-    loss: str = Field("nonsat", description="Loss plugin name.")
+    loss: str = Field(
+        "nonsat", description="Loss plugin name; the training settings it recommends win over the generator's."
+    )
     dataset: str = Field("mnist", description="Dataset plugin name; `fake` gives random images for smoke tests.")
     generator_options: dict[str, Any] = Field(default_factory=dict, description="Options for the generator.")
     discriminator_options: dict[str, Any] = Field(default_factory=dict, description="Options for the discriminator.")
@@ -113,19 +115,21 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _recommended_by_the_generator(cls, values: Any, info: ValidationInfo) -> Any:
-        """The settings the generator recommends fill those the user left unset; a value given always wins."""
+    def _recommended_by_the_plugins(cls, values: Any, info: ValidationInfo) -> Any:
+        """The settings the generator and the loss recommend (the loss's where both do) fill those the user left
+        unset; a value given always wins."""
         if not isinstance(values, dict) or (info.context or {}).get("recommendations") is False:
             return values
-        name = values.get("generator") or cls.model_fields["generator"].default
-        unset = {key: value for key, value in recommended_training(name).items() if values.get(key) is None}
-        if not unset:
-            return values
-        try:
-            cls.model_validate({**unset, "generator": name}, context={"recommendations": False})
-        except ValidationError as exc:
-            problem = format_validation_error(exc, what=f"the training settings generator '{name}' recommends")
-            raise ConfigError(f"{problem}; its recommended_training needs fixing by its author") from None
+        unset: dict[str, Any] = {}
+        for kind in ("generator", "loss"):
+            name = values.get(kind) or cls.model_fields[kind].default
+            used = {key: value for key, value in recommended_training(kind, name).items() if values.get(key) is None}
+            unset |= used
+            try:
+                cls.model_validate({**used, kind: name}, context={"recommendations": False})
+            except ValidationError as exc:
+                problem = format_validation_error(exc, what=f"the training settings {kind} '{name}' recommends")
+                raise ConfigError(f"{problem}; its recommended_training needs fixing by its author") from None
         return {**values, **unset}
 
     @field_validator("augment")
@@ -201,11 +205,11 @@ def tracker_options_by_name(options: Mapping[str, Any], trackers: list[str]) -> 
     return grouped
 
 
-def recommended_training(generator: str) -> dict[str, Any]:
-    """What the generator plugin ``generator`` recommends (``Generator.recommended_training``); nothing for a name
-    that does not load, which is reported where the run is assembled."""
+def recommended_training(kind: str, name: str) -> dict[str, Any]:
+    """What the plugin ``name`` of ``kind`` recommends (``recommended_training``); nothing for a name that does not
+    load, which is reported where the run is assembled."""
     try:
-        cls = registry.load("generator", generator)
+        cls = registry.load(kind, name)
     except GankitError:
         return {}
     return dict(getattr(cls, "recommended_training", {}))
