@@ -90,3 +90,21 @@ def test_the_loss_recommends_too_and_wins_over_the_generator(recommending: None)
     assert (minimax.lr_g, minimax.lr_d, minimax.ema) == (5e-4, 5e-4, False)
     nonsat = build_config({"generator": "dcgan", "loss": "nonsat"})
     assert (nonsat.lr_g, nonsat.ema) == (1e-3, True)
+
+
+def test_a_run_says_which_recommendations_it_trains_with(tmp_path: Path) -> None:
+    """A recipe other than the documented default is announced at the start (not under --quiet), naming who
+    recommended it; a value given on the command line is not announced as recommended."""
+    args = ["--dataset", "fake", "--data-opt", "size=64", "--batch-size", "16", "--max-steps", "1", "--overwrite"]
+    both = run("train", "--gen", "mlp", "--loss", "minimax", *args, "--out", tmp_path / "a")
+    assert both.exit_code == 0, both.output
+    lines = [line for line in both.output.splitlines() if line.startswith("training with what")]
+    assert lines == [
+        "training with what loss 'minimax' recommends: ema=False, lr_d=0.0005, lr_g=0.0005 (a flag overrides any "
+        "of them)"
+    ]
+    given = run("train", "--gen", "mlp", "--lr-g", "1e-3", *args, "--out", tmp_path / "b")
+    assert "training with what generator 'mlp' recommends: ema=False, lr_d=0.0005 (" in given.output
+    default = run("train", "--gen", "dcgan", *args, "--out", tmp_path / "c")
+    quiet = run("train", "--gen", "mlp", *args, "--quiet", "--out", tmp_path / "d")
+    assert "recommends" not in default.output and "recommends" not in quiet.output

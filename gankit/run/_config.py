@@ -215,6 +215,25 @@ def recommended_training(kind: str, name: str) -> dict[str, Any]:
     return dict(getattr(cls, "recommended_training", {}))
 
 
+def recommendations_in_use(config: TrainConfig) -> list[str]:
+    """A line per plugin whose recommended settings the run trains with, for the start of a run: a recipe that is
+    not the documented default should never be a surprise."""
+    lines = []
+    by_loss = recommended_training("loss", config.loss)  # wins where both recommend: the generator's line omits it
+    for kind in ("generator", "loss"):
+        name = getattr(config, kind)
+        recommended = recommended_training(kind, name)
+        used = {
+            key: value
+            for key, value in recommended.items()
+            if getattr(config, key) == value and (kind == "loss" or key not in by_loss)
+        }
+        if used:
+            shown = ", ".join(f"{key}={value!r}" for key, value in sorted(used.items()))
+            lines.append(f"training with what {kind} '{name}' recommends: {shown} (a flag overrides any of them)")
+    return lines
+
+
 def build_config(values: Mapping[str, Any]) -> TrainConfig:
     """Validate raw values into a ``TrainConfig``; every problem becomes one ``ConfigError`` line."""
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import random
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from gankit.pictures import plot_losses, save_image_grid, save_progress_gif
 from gankit.registry import failures_reported
 from gankit.run._assembly import Assembly, assemble, load_data
 from gankit.run._card import record_run_card, run_export_card, write_run_card
-from gankit.run._config import TrainConfig
+from gankit.run._config import TrainConfig, recommendations_in_use
 from gankit.run._distributed import Ranks, launched_ranks
 from gankit.run._distributed import start as start_processes
 from gankit.run._distributed import stop as stop_processes
@@ -40,6 +41,8 @@ from gankit.run._stopping import StopRequest
 from gankit.run._tracking import Trackers, build_trackers
 from gankit.run._trainer import Trainer, peak_memory_mb, seed_everything
 from gankit.version import __version__
+
+log = logging.getLogger(__name__)
 
 
 def train(
@@ -78,6 +81,9 @@ def _train(
     seed_everything(config.seed)
     assembly = assemble(config, load_data(config))
     assembly.check_outputs()
+    if ranks.is_main and not resume:
+        for line in recommendations_in_use(config):
+            log.info("%s", line)
     with run, failures_reported(assembly.plugins(), log=run.error_log_path if ranks.is_main else None):
         return _run(
             config,
