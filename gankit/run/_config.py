@@ -120,15 +120,17 @@ class TrainConfig(BaseModel):
         unset; a value given always wins."""
         if not isinstance(values, dict) or (info.context or {}).get("recommendations") is False:
             return values
+        names = {kind: values.get(kind) or cls.model_fields[kind].default for kind in ("generator", "loss")}
         unset: dict[str, Any] = {}
-        for kind in ("generator", "loss"):
-            name = values.get(kind) or cls.model_fields[kind].default
-            used = {key: value for key, value in recommended_training(kind, name).items() if values.get(key) is None}
-            unset |= used
+        for who, recommended in recommended_settings(**names).items():
+            used = {key: value for key, value in recommended.items() if values.get(key) is None}
+            if not used:
+                continue
+            unset |= used  # in order: the loss's over the generator's
             try:
-                cls.model_validate({**used, kind: name}, context={"recommendations": False})
+                cls.model_validate({**used, **names}, context={"recommendations": False})
             except ValidationError as exc:
-                problem = format_validation_error(exc, what=f"the training settings {kind} '{name}' recommends")
+                problem = format_validation_error(exc, what=f"the training settings {who} recommends")
                 raise ConfigError(f"{problem}; its recommended_training needs fixing by its author") from None
         return {**values, **unset}
 
@@ -215,22 +217,26 @@ def recommended_training(kind: str, name: str) -> dict[str, Any]:
     return dict(getattr(cls, "recommended_training", {}))
 
 
+def recommended_settings(generator: str, loss: str) -> dict[str, dict[str, Any]]:
+    """What the generator and the loss recommend, by who (``"loss 'minimax'"``), in the order they apply: where both
+    recommend a setting, the later one, the loss, wins."""
+    return {
+        f"{kind} '{name}'": recommended_training(kind, name)
+        for kind, name in (("generator", generator), ("loss", loss))
+    }
+
+
 def recommendations_in_use(config: TrainConfig) -> list[str]:
     """A line per plugin whose recommended settings the run trains with, for the start of a run: a recipe that is
     not the documented default should never be a surprise."""
+    recommended = recommended_settings(config.generator, config.loss)
+    winner = {key: who for who, settings in recommended.items() for key in settings}  # the last recommender wins
     lines = []
-    by_loss = recommended_training("loss", config.loss)  # wins where both recommend: the generator's line omits it
-    for kind in ("generator", "loss"):
-        name = getattr(config, kind)
-        recommended = recommended_training(kind, name)
-        used = {
-            key: value
-            for key, value in recommended.items()
-            if getattr(config, key) == value and (kind == "loss" or key not in by_loss)
-        }
+    for who, settings in recommended.items():
+        used = {key: value for key, value in settings.items() if winner[key] == who and getattr(config, key) == value}
         if used:
             shown = ", ".join(f"{key}={value!r}" for key, value in sorted(used.items()))
-            lines.append(f"training with what {kind} '{name}' recommends: {shown} (a flag overrides any of them)")
+            lines.append(f"training with what {who} recommends: {shown} (a flag overrides any of them)")
     return lines
 
 
