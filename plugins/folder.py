@@ -91,6 +91,11 @@ class DecodeOptions(FolderOptions):
     mode: Literal["rgb", "grayscale"]
     size: int = Field(ge=4, le=1024)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of a decoded image: what decoding allocates and a cache must hold."""
+        return (1 if self.mode == "grayscale" else 3, self.size, self.size)
+
 
 @dataclass(frozen=True)
 class Listing:
@@ -277,10 +282,10 @@ def _thread_pool() -> Iterator[ThreadPoolExecutor]:
 
 def decode_all(listing: Listing, options: DecodeOptions) -> tuple[ImageData, list[str]]:
     """Decode every image of ``listing`` (in threads: Pillow decodes without the GIL); return the data and skips."""
-    channels = 1 if options.mode == "grayscale" else 3
+    channels = options.image_shape[0]
     check_cache_fits(len(listing.files), channels, options.size)
     try:
-        images = torch.empty((len(listing.files), channels, options.size, options.size), dtype=torch.uint8)
+        images = torch.empty((len(listing.files), *options.image_shape), dtype=torch.uint8)
     except RuntimeError as exc:  # the allocator: an address-space limit the estimate could not see
         raise DataError(f"cannot hold the decoded images of {listing.root} in memory ({one_line(exc)})") from None
     kept: list[int] = []
@@ -361,10 +366,9 @@ def read_cache(path: Path, key: str, options: DecodeOptions) -> tuple[ImageData,
     except Exception as exc:  # safetensors raises its own error types; a cache is only ever rebuilt, never trusted
         log.warning("warning: the image cache %s is damaged (%s); decoding the folder again", path, one_line(exc))
         return None
-    channels = 1 if options.mode == "grayscale" else 3
     if (
         images.dtype != torch.uint8
-        or tuple(images.shape[1:]) != (channels, options.size, options.size)
+        or tuple(images.shape[1:]) != options.image_shape
         or labels.dtype != torch.int64
         or tuple(labels.shape) != (images.shape[0],)
     ):
