@@ -59,10 +59,10 @@ def run_compare(
             "be measured again without changing its runs; choose another --out for a new compare"
         )
     if recorded is not None and not remeasure:
-        measured = recorded
+        measured = recorded[1]
     else:
         measured = _measure(plan, cost_rounds, progress)
-        _record(plan, measured, replacing=recorded is not None)
+        _record(plan, measured, earlier=recorded[0] if recorded is not None else None)
     jobs = plan.jobs(measured.seconds_per_step())
     finished = _finished(plan.out)
     states = {job.label: _state(job, finished) for job in jobs}
@@ -88,8 +88,9 @@ def run_compare(
 # -- the compare folder --------------------------------------------------------------------------------------------
 
 
-def _check_folder(plan: Plan) -> Measured | None:
-    """The costs recorded by an earlier start of this same compare, None for a new one; refuses anything else."""
+def _check_folder(plan: Plan) -> tuple[dict[str, Any], Measured] | None:
+    """The record of an earlier start of this same compare and the costs it measured, None for a new one; refuses
+    anything else."""
     out = plan.out
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file, not a compare folder; choose another --out")
@@ -111,7 +112,7 @@ def _check_folder(plan: Plan) -> Measured | None:
         )
     try:
         costs = recorded["costs"]
-        return Measured(
+        return recorded, Measured(
             {name: Cost(**cost) for name, cost in costs["arms"].items()}, int(costs["threads"]), str(costs["device"])
         )
     except (KeyError, TypeError, ValueError):
@@ -146,8 +147,8 @@ def _measure(plan: Plan, rounds: int, progress: CompareProgress) -> Measured:
     return Measured(costs, torch.get_num_threads(), ",".join(sorted(device)))
 
 
-def _record(plan: Plan, measured: Measured, *, replacing: bool) -> None:
-    """Write ``compare.json``: a new compare's arms and costs, or new costs for the compare recorded there."""
+def _record(plan: Plan, measured: Measured, *, earlier: dict[str, Any] | None) -> None:
+    """Write ``compare.json``: a new compare's arms and costs, or new costs into the ``earlier`` record there."""
     try:
         plan.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -158,11 +159,11 @@ def _record(plan: Plan, measured: Measured, *, replacing: bool) -> None:
         "device": measured.device,
         "arms": {name: cost.as_json() for name, cost in measured.costs.items()},
     }
-    first = {"first_seeds": list(plan.seeds), "first_budget": plan.budget.describe()}
-    if replacing:  # read by _check_folder just before: the arms are this plan's
-        earlier = json.loads((plan.out / PLAN_FILE).read_text())
-        first = {key: earlier.get(key, value) for key, value in first.items()}
-    record = {"arms": plan.recorded(), "costs": costs, **first}
+    if earlier is not None:
+        record = {**earlier, "costs": costs}
+    else:
+        first = {"first_seeds": list(plan.seeds), "first_budget": plan.budget.describe()}
+        record = {"arms": plan.recorded(), "costs": costs, **first}
     atomic_write_bytes(plan.out / PLAN_FILE, (json.dumps(record, indent=1) + "\n").encode())  # from now on resumable
 
 
